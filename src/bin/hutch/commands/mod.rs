@@ -1,0 +1,53 @@
+//! One file per command, each a thin layer over the library.
+
+mod create;
+mod delete;
+mod features;
+mod kill;
+mod list;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+use std::path::Path;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a container: set it up and leave its init waiting for `start`
+    Create(create::Args),
+    /// Start a created container: its init execs the configured program
+    Start(start::Args),
+    /// Print the state of a container as OCI state JSON
+    State(state::Args),
+    /// Send a signal to a container's init, or with --all to all of its processes
+    Kill(kill::Args),
+    /// Delete a container and everything it holds (cgroup, state)
+    Delete(delete::Args),
+    /// Create and start a container; in the foreground, wait and exit with its status
+    Run(run::Args),
+    /// List containers
+    #[command(alias = "ls")]
+    List(list::Args),
+    /// Write a default config.json (a starting point for a bundle)
+    Spec(spec::Args),
+    /// Print the runtime features JSON (what this hutch really supports)
+    Features,
+}
+
+/// Runs a command; returns the process exit code.
+pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
+    match cmd {
+        Command::Create(a) => create::run(a, root),
+        Command::Start(a) => start::run(a, root),
+        Command::State(a) => state::run(a, root),
+        Command::Kill(a) => kill::run(a, root),
+        Command::Delete(a) => delete::run(a, root),
+        Command::Run(a) => run::run(a, root),
+        Command::List(a) => list::run(a, root),
+        Command::Spec(a) => spec::run(a),
+        Command::Features => features::run(),
+    }
+}

@@ -1,0 +1,69 @@
+//! `hutch`: a runc-compatible command line over the hutch library.
+
+mod commands;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "hutch",
+    version,
+    about = "A low-level sandbox runtime for untrusted code (OCI runtime, runc-compatible)",
+    long_about = "hutch runs OCI bundles (a directory with config.json and a root filesystem) in \
+        isolated containers built from Linux namespaces, pivot_root, cgroups, capabilities and \
+        rlimits. Its commands and flags follow runc, so containerd, Docker, Podman and scripts \
+        written for runc can use it unchanged.\n\nLogging: RUST_LOG (e.g. RUST_LOG=debug) sets \
+        the level; --debug is RUST_LOG=debug.",
+    after_help = "Typical lifecycle:\n  hutch create --bundle DIR ID   # set up, init waits\n  \
+        hutch start ID                 # run the program\n  hutch state ID                 # OCI state JSON\n  \
+        hutch kill ID TERM             # signal it\n  hutch delete ID                # remove it\n\
+        Or all at once in the foreground: hutch run --bundle DIR ID"
+)]
+pub struct Cli {
+    /// Directory for container state (tmpfs recommended)
+    #[arg(long, global = true, default_value = hutch::state::DEFAULT_ROOT, value_name = "DIR")]
+    root: PathBuf,
+    /// Write logs to this file instead of stderr (containerd passes one)
+    #[arg(long, global = true, value_name = "PATH")]
+    log: Option<PathBuf>,
+    /// Log format
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+    /// Log at debug level
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd to manage cgroups (not supported: hutch writes cgroupfs directly)
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    if cli.systemd_cgroup {
+        return fail(hutch::Error::Usage(
+            "--systemd-cgroup is not supported: hutch manages cgroups through cgroupfs; drop the flag \
+             (containerd: SystemdCgroup = false)"
+                .into(),
+        ));
+    }
+    match commands::run(cli.command, &cli.root) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(e),
+    }
+}
+
+/// Reports an error as runc does: to the log (where containerd reads it) and to stderr.
+fn fail(e: hutch::Error) -> ExitCode {
+    log::error!("{e}");
+    if logging::logs_to_file() {
+        eprintln!("hutch: {e}");
+    }
+    ExitCode::FAILURE
+}

@@ -1,0 +1,181 @@
+//! The container's cgroup, through `cgroups-rs`: created before the intermediate stage starts
+//! (so every container process is born inside it), limits from `linux.resources`, the list of
+//! member processes for `kill --all`, and removal on delete.
+//!
+//! Works on v1, hybrid (v1 controllers plus a cgroup2 mount; the v1 controllers are used) and
+//! pure v2 hosts, whichever `cgroups-rs` detects.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cgroups_rs::fs::hierarchies;
+use cgroups_rs::{CgroupPid, FreezerState, Manager};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources};
+
+use crate::error::{Error, Result};
+
+pub fn is_unified() -> bool {
+    hierarchies::is_cgroup2_unified_mode()
+}
+
+pub struct Cgroup {
+    path: String,
+    cg: cgroups_rs::fs::Cgroup,
+}
+
+impl Cgroup {
+    /// The cgroup path a container uses: `linux.cgroupsPath`, or `hutch/<id>`. Either is taken
+    /// from the root of each hierarchy.
+    pub fn path_for(cgroups_path: Option<&Path>, id: &str) -> String {
+        match cgroups_path {
+            Some(p) => p.to_string_lossy().trim_start_matches('/').to_string(),
+            None => format!("hutch/{id}"),
+        }
+    }
+
+    fn err(&self, message: impl ToString) -> Error {
+        Error::Cgroup {
+            path: self.path.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The device rules to apply: the config's, then (as runc does) the default nodes every
+    /// container gets and the config's own `linux.devices`, so that a deny-all rule in the
+    /// config does not take /dev/null away.
+    pub fn resources_with_devices(
+        resources: Option<&LinuxResources>,
+        devices: &[LinuxDevice],
+    ) -> LinuxResources {
+        let mut res = resources.cloned().unwrap_or_default();
+        let mut rules = res.devices().clone().unwrap_or_default();
+        let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+            let mut b = LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(typ)
+                .access(access);
+            if let Some(m) = major {
+                b = b.major(m);
+            }
+            if let Some(m) = minor {
+                b = b.minor(m);
+            }
+            b.build().expect("complete device rule")
+        };
+        use LinuxDeviceType::{B, C};
+        rules.push(rule(C, None, None, "m"));
+        rules.push(rule(B, None, None, "m"));
+        for (major, minor) in [
+            (1, 3),
+            (1, 5),
+            (1, 7),
+            (1, 8),
+            (1, 9),
+            (5, 0),
+            (5, 1),
+            (5, 2),
+            (10, 200),
+        ] {
+            rules.push(rule(C, Some(major), Some(minor), "rwm"));
+        }
+        rules.push(rule(C, Some(136), None, "rwm"));
+        for d in devices {
+            rules.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+        }
+        res.set_devices(Some(rules));
+        res
+    }
+
+    /// Creates the cgroup in every hierarchy and applies `resources`.
+    pub fn create(path: &str, resources: Option<&LinuxResources>, file: &Path) -> Result<Cgroup> {
+        let cg =
+            cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path).map_err(|e| Error::Cgroup {
+                path: path.to_string(),
+                message: format!("create: {e}"),
+            })?;
+        let this = Cgroup {
+            path: path.to_string(),
+            cg,
+        };
+        if let Some(res) = resources {
+            let applied = cgroups_rs::FsManager::new(path).and_then(|mut m| m.set(res));
+            if let Err(e) = applied {
+                let _ = this.cg.delete();
+                return Err(Error::config(
+                    file,
+                    "linux.resources",
+                    format!("cgroup {path}: {e}"),
+                ));
+            }
+        }
+        Ok(this)
+    }
+
+    /// An existing container's cgroup.
+    pub fn open(path: &str) -> Cgroup {
+        Cgroup {
+            path: path.to_string(),
+            cg: cgroups_rs::fs::Cgroup::load(hierarchies::auto(), path),
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn add(&mut self, pid: Pid) -> Result<()> {
+        self.cg
+            .add_task_by_tgid(CgroupPid::from(pid.as_raw() as u64))
+            .map_err(|e| self.err(format!("add pid {pid}: {e}")))
+    }
+
+    pub fn procs(&self) -> Vec<Pid> {
+        self.cg
+            .procs()
+            .into_iter()
+            .map(|p| Pid::from_raw(p.pid as i32))
+            .collect()
+    }
+
+    /// Signals every process. With SIGKILL on v2 that is cgroup.kill; otherwise the cgroup is
+    /// frozen first, so that nothing can fork a new member between listing and signalling.
+    pub fn signal_all(&self, sig: Signal) -> Result<()> {
+        if sig == Signal::SIGKILL && self.cg.v2() && self.cg.kill().is_ok() {
+            return Ok(());
+        }
+        let freezer = cgroups_rs::FsManager::new(&self.path).ok();
+        let frozen = freezer
+            .as_ref()
+            .is_some_and(|m| m.freeze(FreezerState::Frozen).is_ok());
+        for pid in self.procs() {
+            let _ = kill(pid, sig);
+        }
+        if frozen {
+            let _ = freezer.as_ref().map(|m| m.freeze(FreezerState::Thawed));
+        }
+        Ok(())
+    }
+
+    /// Kills every member, waits until the cgroup is empty, and removes it.
+    pub fn destroy(&self, timeout: Duration) -> Result<()> {
+        if !self.cg.exists() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.procs().is_empty() && self.cg.delete().is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.err(format!(
+                    "still busy after {timeout:?}: pids {:?}",
+                    self.procs()
+                )));
+            }
+            self.signal_all(Signal::SIGKILL)?;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Loading and validating a bundle's config.json.
+//!
+//! Everything that can be checked before a process is forked is checked here, so that bad input
+//! fails fast, names the field, and leaves nothing behind. What only the kernel can judge (a
+//! mount that fails, an rlimit above what we may raise) is reported by the stage that tries it,
+//! with the field in the message.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufReader;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+use crate::namespaces;
+use crate::rootfs::mounts::MountKind;
+
+pub const CONFIG_FILE: &str = "config.json";
+
+/// A loaded, validated container configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub spec: Spec,
+    /// The bundle directory, absolute.
+    pub bundle: PathBuf,
+    /// The root filesystem, absolute and canonical.
+    pub rootfs: PathBuf,
+    /// Where `spec` came from, for error messages.
+    pub file: PathBuf,
+}
+
+impl Config {
+    /// Loads `<bundle>/config.json` and validates it.
+    pub fn load(bundle: &Path) -> Result<Config> {
+        let bundle = std::path::absolute(bundle).map_err(|e| Error::Io {
+            context: format!("bundle {}", bundle.display()),
+            source: e,
+        })?;
+        let file = bundle.join(CONFIG_FILE);
+        let reader = File::open(&file)
+            .map(BufReader::new)
+            .map_err(|e| Error::Io {
+                context: format!("open {}", file.display()),
+                source: e,
+            })?;
+        let spec =
+            parse(reader).map_err(|(field, message)| Error::config(&file, field, message))?;
+        Config::from_spec(spec, bundle, file)
+    }
+
+    /// Validates an in-memory spec whose relative paths are relative to `bundle`.
+    pub fn from_spec(spec: Spec, bundle: PathBuf, file: PathBuf) -> Result<Config> {
+        let err = |field: &str, msg: String| Error::config(&file, field, msg);
+        let root = spec.root().as_ref().ok_or_else(|| {
+            err(
+                "root",
+                "missing: the container needs a root filesystem".into(),
+            )
+        })?;
+        let rootfs = bundle.join(root.path());
+        let rootfs = rootfs
+            .canonicalize()
+            .map_err(|e| err("root.path", format!("{}: {e}", rootfs.display())))?;
+        if !rootfs.is_dir() {
+            return Err(err(
+                "root.path",
+                format!("{} is not a directory", rootfs.display()),
+            ));
+        }
+        let config = Config {
+            spec,
+            bundle,
+            rootfs,
+            file,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn err(&self, field: impl Into<String>, message: impl ToString) -> Error {
+        Error::config(&self.file, field, message)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let process = self
+            .spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| self.err("process", "missing: nothing to run"))?;
+        match process.args() {
+            Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+            _ => return Err(self.err("process.args", "must name the program to run")),
+        }
+        if !process.cwd().is_absolute() {
+            return Err(self.err(
+                "process.cwd",
+                format!("{:?} is not an absolute path", process.cwd()),
+            ));
+        }
+        if let Some(env) = process.env() {
+            for (i, kv) in env.iter().enumerate() {
+                if !kv.contains('=') {
+                    return Err(self.err(
+                        format!("process.env[{i}]"),
+                        format!("{kv:?} is not KEY=VALUE"),
+                    ));
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, rl) in process.rlimits().iter().flatten().enumerate() {
+            if !seen.insert(format!("{:?}", rl.typ())) {
+                return Err(self.err(
+                    format!("process.rlimits[{i}]"),
+                    format!("{:?} given twice", rl.typ()),
+                ));
+            }
+            if rl.soft() > rl.hard() {
+                return Err(self.err(
+                    format!("process.rlimits[{i}]"),
+                    format!("soft limit {} is above hard limit {}", rl.soft(), rl.hard()),
+                ));
+            }
+        }
+        self.validate_mounts()?;
+        self.validate_linux()
+    }
+
+    fn validate_mounts(&self) -> Result<()> {
+        for (i, m) in self.spec.mounts().iter().flatten().enumerate() {
+            let field = format!("mounts[{i}]");
+            if !m.destination().is_absolute() {
+                return Err(self.err(
+                    format!("{field}.destination"),
+                    format!("{:?} is not an absolute path", m.destination()),
+                ));
+            }
+            MountKind::of(m).map_err(|why| self.err(&field, why))?;
+        }
+        Ok(())
+    }
+
+    fn validate_linux(&self) -> Result<()> {
+        let Some(linux) = self.spec.linux() else {
+            return Err(self.err(
+                "linux",
+                "missing: hutch needs linux.namespaces (at least a mount namespace)",
+            ));
+        };
+        let mut kinds = HashSet::new();
+        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+            let field = format!("linux.namespaces[{i}]");
+            if !kinds.insert(ns.typ()) {
+                return Err(self.err(field, format!("namespace {} given twice", ns.typ())));
+            }
+            if let Some(path) = ns.path() {
+                let f = File::open(path).map_err(|e| {
+                    self.err(format!("{field}.path"), format!("{}: {e}", path.display()))
+                })?;
+                namespaces::check_type(f.as_raw_fd(), ns.typ()).map_err(|why| {
+                    self.err(
+                        format!("{field}.path"),
+                        format!("{}: {why}", path.display()),
+                    )
+                })?;
+            }
+        }
+        if !kinds.contains(&LinuxNamespaceType::Mount) {
+            return Err(self.err(
+                "linux.namespaces",
+                "a mount namespace is required (hutch never mounts in the host's)",
+            ));
+        }
+        let new_userns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+        let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if new_userns && !has_maps {
+            return Err(self.err(
+                "linux.uidMappings",
+                "a new user namespace needs uidMappings and gidMappings",
+            ));
+        }
+        if has_maps && !new_userns {
+            return Err(self.err(
+                "linux.uidMappings",
+                "id mappings need a new user namespace in linux.namespaces",
+            ));
+        }
+        if linux.time_offsets().is_some() && !kinds.contains(&LinuxNamespaceType::Time) {
+            return Err(self.err(
+                "linux.timeOffsets",
+                "time offsets need a time namespace in linux.namespaces",
+            ));
+        }
+        for clock in linux.time_offsets().iter().flat_map(|m| m.keys()) {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(self.err(
+                    format!("linux.timeOffsets.{clock}"),
+                    "only the monotonic and boottime clocks can be offset",
+                ));
+            }
+        }
+        if let Some(p) = linux.rootfs_propagation() {
+            crate::rootfs::propagation_flags(p).ok_or_else(|| {
+                self.err(
+                    "linux.rootfsPropagation",
+                    format!("unknown propagation {p:?}"),
+                )
+            })?;
+        }
+        if (self.spec.hostname().is_some() || self.spec.domainname().is_some())
+            && !kinds.contains(&LinuxNamespaceType::Uts)
+        {
+            let field = if self.spec.hostname().is_some() {
+                "hostname"
+            } else {
+                "domainname"
+            };
+            return Err(self.err(
+                field,
+                "setting it needs a UTS namespace in linux.namespaces",
+            ));
+        }
+        for (key, _) in linux.sysctl().iter().flatten() {
+            if key.contains('/') || key.contains("..") {
+                return Err(self.err(format!("linux.sysctl.{key}"), "not a sysctl name"));
+            }
+        }
+        for (i, d) in linux.devices().iter().flatten().enumerate() {
+            if !d.path().is_absolute() {
+                return Err(self.err(
+                    format!("linux.devices[{i}].path"),
+                    format!("{:?} is not absolute", d.path()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn process(&self) -> &oci_spec::runtime::Process {
+        self.spec.process().as_ref().expect("validated")
+    }
+
+    /// Namespaces the container asks for: (type, Some(path) to join | None to create).
+    pub fn namespaces(&self) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+        self.spec
+            .linux()
+            .iter()
+            .flat_map(|l| l.namespaces().iter().flatten())
+            .map(|ns| (ns.typ(), ns.path().clone()))
+            .collect()
+    }
+
+    pub fn new_namespace(&self, typ: LinuxNamespaceType) -> bool {
+        self.namespaces()
+            .iter()
+            .any(|(t, p)| *t == typ && p.is_none())
+    }
+
+    pub fn has_namespace(&self, typ: LinuxNamespaceType) -> bool {
+        self.namespaces().iter().any(|(t, _)| *t == typ)
+    }
+}
+
+/// Parses a spec, naming the JSON path of the first field that is wrong.
+pub fn parse(reader: impl std::io::Read) -> std::result::Result<Spec, (String, String)> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "(document)".to_string()
+        } else {
+            path
+        };
+        (field, e.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names_the_bad_field() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":["CAP_CHOWN","CAP_NOPE"]}}}"#;
+        let (field, msg) = parse(json.as_bytes()).unwrap_err();
+        assert_eq!(field, "process.capabilities.bounding[1]");
+        assert!(msg.contains("CAP_NOPE"), "{msg}");
+    }
+
+    #[test]
+    fn parse_reports_syntax_errors() {
+        let (_, msg) = parse(&b"{\"ociVersion\": "[..]).unwrap_err();
+        assert!(msg.contains("EOF"), "{msg}");
+    }
+}

@@ -1,0 +1,22 @@
+//! hutch: a low-level sandbox runtime.
+//!
+//! The library holds everything; the `hutch` binary is a thin command line over it. See
+//! docs/ARCHITECTURE.md for the process model and the module map.
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod channel;
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod exec;
+pub mod foreground;
+pub mod namespaces;
+pub mod process;
+pub mod rlimits;
+pub mod rootfs;
+pub mod spec;
+pub mod state;
+pub mod terminal;
+
+pub use error::{Error, Result};

@@ -1,0 +1,211 @@
+//! The init stage: turns a forked copy of hutch into the container's first process.
+//!
+//! The order, and why each step sits where it does:
+//!  1. PR_SET_PDEATHSIG: if main dies during setup, init dies too, instead of lingering.
+//!  2. setsid: the container gets its own session (and can take a controlling terminal).
+//!  3. rootfs::prepare: mounts, /dev, cwd, while we still see the host's paths.
+//!  4. rootfs::enter: pivot_root; from here on only the container's files are reachable.
+//!  5. terminal: the pty comes from the container's own devpts; its master goes to main.
+//!  6. hostname and domainname.
+//!  7. sysctls, before /proc/sys becomes read-only in the next step.
+//!  8. rootfs::finish: readonlyPaths, maskedPaths, then a read-only root.
+//!  9. oomScoreAdj and rlimits, while we are still fully privileged.
+//! 10. no_new_privs.
+//! 11. user and capabilities: bounding set first (needs CAP_SETPCAP), then setgroups/setgid/
+//!     setuid with PR_SET_KEEPCAPS, then the remaining sets (see `capabilities`).
+//! 12. umask, cwd (after the user change, so it is checked with the user's rights).
+//! 13. resolve the program in PATH now, so a missing binary fails `create`, not `start`.
+//! 14. close every descriptor but stdio and --preserve-fds at exec; reset signals.
+//! 15. tell main we are Ready, then wait on the start socket.
+//! 16. execve; if it fails, the error goes back to `start` on the same socket.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::{sethostname, setsid};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::message::{InitMsg, StageFailure};
+use crate::channel::Sender;
+use crate::config::Config;
+use crate::{capabilities, exec, rlimits, rootfs, terminal};
+
+pub const STAGE: &str = "init";
+
+/// What `start` sends to release init.
+pub const START: &[u8] = b"start";
+
+pub(crate) fn run(
+    config: &Config,
+    listener: OwnedFd,
+    tx: Sender<InitMsg>,
+    no_pivot: bool,
+    preserve_fds: i32,
+) -> ! {
+    let prog = match steps(config, &tx, no_pivot, preserve_fds) {
+        Ok(prog) => prog,
+        Err(message) => {
+            let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
+            exit(1)
+        }
+    };
+    if tx.send(&InitMsg::Ready).is_err() {
+        exit(1)
+    }
+    drop(tx);
+    let Ok(mut conn) = wait_for_start(listener) else {
+        exit(1)
+    };
+    let err = exec::execve(&prog, config);
+    let _ = conn.write_all(format!("exec {}: {err}", prog.path.display()).as_bytes());
+    exit(127)
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: leave without running destructors or atexit handlers inherited from main.
+    unsafe { libc::_exit(code) }
+}
+
+fn steps(
+    config: &Config,
+    tx: &Sender<InitMsg>,
+    no_pivot: bool,
+    preserve_fds: i32,
+) -> Result<exec::Program, String> {
+    let process = config.process();
+    // 1, 2
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| format!("set parent death signal: {e}"))?;
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+
+    // 3, 4
+    rootfs::prepare(config, config.new_namespace(LinuxNamespaceType::Cgroup))?;
+    rootfs::enter(&config.rootfs, no_pivot).map_err(|e| format!("root.path: {e}"))?;
+
+    // 5
+    if process.terminal() == Some(true) {
+        let master = terminal::setup_pty(process.console_size())
+            .map_err(|e| format!("process.terminal: {e}"))?;
+        tx.send_with_fds(&InitMsg::Console, &[master.as_fd()])
+            .map_err(|e| format!("process.terminal: send console: {e}"))?;
+    }
+
+    // 6
+    if let Some(h) = config.spec.hostname() {
+        sethostname(h).map_err(|e| format!("hostname: {e}"))?;
+    }
+    if let Some(d) = config.spec.domainname() {
+        set_domainname(d).map_err(|e| format!("domainname: {e}"))?;
+    }
+
+    // 7, 8
+    for (key, value) in config
+        .spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.sysctl().iter().flatten())
+    {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
+    }
+    rootfs::finish(config)?;
+
+    // 9
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::EACCES) {
+                " (lowering it needs CAP_SYS_RESOURCE, which this runtime does not have)"
+            } else {
+                ""
+            };
+            format!("process.oomScoreAdj: {adj}: {e}{hint}")
+        })?;
+    }
+    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+
+    // 10, 11
+    if process.no_new_privileges() == Some(true) {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
+    }
+    capabilities::switch_user(process)?;
+
+    // 12
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(Mode::from_bits_truncate(umask));
+    nix::unistd::chdir(process.cwd())
+        .map_err(|e| format!("process.cwd: {}: {e}", process.cwd().display()))?;
+
+    // 13
+    let prog = exec::Program::find(process).map_err(|e| format!("process.args[0]: {e}"))?;
+
+    // 14
+    close_on_exec_from(3 + preserve_fds)?;
+    reset_signals();
+    nix::sys::prctl::set_pdeathsig(None).map_err(|e| format!("clear parent death signal: {e}"))?;
+    Ok(prog)
+}
+
+/// 15: blocks until `hutch start` connects and says start. The connection stays open (it is
+/// close-on-exec) so that `start` learns whether execve worked.
+fn wait_for_start(listener: OwnedFd) -> Result<std::os::unix::net::UnixStream, String> {
+    let listener = UnixListener::from(listener);
+    loop {
+        let (mut conn, _) = listener
+            .accept()
+            .map_err(|e| format!("wait for start: {e}"))?;
+        let mut buf = [0u8; 16];
+        match conn.read(&mut buf) {
+            Ok(n) if &buf[..n] == START => return Ok(conn),
+            // Anything else (a probe, a dropped client) is ignored; keep waiting.
+            _ => continue,
+        }
+    }
+}
+
+fn set_domainname(name: &str) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe a valid buffer for the duration of the call.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    nix::errno::Errno::result(rc).map(drop)
+}
+
+/// Marks every descriptor from `first` up close-on-exec, and clears it below (preserved fds).
+fn close_on_exec_from(first: i32) -> Result<(), String> {
+    for fd in 3..first {
+        nix::fcntl::fcntl(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(|e| format!("--preserve-fds: fd {fd}: {e}"))?;
+    }
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc < 0 {
+        return Err(format!("close_range: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The container starts with default signal dispositions and nothing blocked, whatever hutch's
+/// caller had (Rust itself ignores SIGPIPE).
+fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL is always sound.
+            let _ = unsafe { sigaction(sig, &dfl) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}

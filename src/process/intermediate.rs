@@ -1,0 +1,125 @@
+//! The intermediate stage: enters and creates namespaces, then clones init into them.
+
+use nix::sched::CloneFlags;
+use nix::unistd::{setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::init;
+use super::message::{InitMsg, IntermediateMsg, MainMsg, StageFailure};
+use super::spawn::ChildContext;
+use crate::channel::{Receiver, Sender};
+use crate::namespaces::{self, clone_flag};
+
+const STAGE: &str = "intermediate";
+
+pub(crate) fn run(
+    ctx: ChildContext<'_>,
+    rx: Receiver<MainMsg>,
+    tx: Sender<IntermediateMsg>,
+    init_tx: Sender<InitMsg>,
+) -> ! {
+    let code = match steps(ctx, &rx, &tx, init_tx) {
+        Ok(()) => 0,
+        Err(message) => {
+            let _ = tx.send(&IntermediateMsg::Failed(StageFailure::new(STAGE, message)));
+            1
+        }
+    };
+    // SAFETY: leave without running atexit handlers or destructors shared with main.
+    unsafe { libc::_exit(code) }
+}
+
+fn steps(
+    ctx: ChildContext<'_>,
+    rx: &Receiver<MainMsg>,
+    tx: &Sender<IntermediateMsg>,
+    init_tx: Sender<InitMsg>,
+) -> Result<(), String> {
+    let expect = |want: MainMsg| -> Result<(), String> {
+        match rx.recv() {
+            Ok(got) if got == want => Ok(()),
+            Ok(got) => Err(format!("expected {want:?} from main, got {got:?}")),
+            Err(e) => Err(format!("waiting for {want:?}: {e}")),
+        }
+    };
+    let ask = |msg: IntermediateMsg| tx.send(&msg).map_err(|e| format!("send {msg:?}: {e}"));
+    expect(MainMsg::Go)?;
+
+    namespaces::join_all(&ctx.joins).map_err(|e| format!("linux.namespaces: join: {e}"))?;
+
+    let config = ctx.config;
+    if config.new_namespace(LinuxNamespaceType::User) {
+        namespaces::unshare_flags(CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("linux.namespaces: unshare user: {e}"))?;
+        ask(IntermediateMsg::NeedIdMaps)?;
+        expect(MainMsg::IdMapsWritten)?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| {
+            format!("linux.gidMappings: become gid 0 (is container gid 0 mapped?): {e}")
+        })?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| {
+            format!("linux.uidMappings: become uid 0 (is container uid 0 mapped?): {e}")
+        })?;
+    }
+
+    let mut flags = CloneFlags::empty();
+    for (typ, path) in config.namespaces() {
+        if path.is_none() && typ != LinuxNamespaceType::User {
+            flags |= clone_flag(typ);
+        }
+    }
+    namespaces::unshare_flags(flags)
+        .map_err(|e| format!("linux.namespaces: unshare {flags:?}: {e}"))?;
+    if config.new_namespace(LinuxNamespaceType::Time) {
+        ask(IntermediateMsg::NeedTimeOffsets)?;
+        expect(MainMsg::TimeOffsetsWritten)?;
+    }
+
+    let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
+    if pid == 0 {
+        drop((ctx.joins, rx, tx));
+        init::run(
+            config,
+            ctx.start_listener,
+            init_tx,
+            ctx.no_pivot,
+            ctx.preserve_fds,
+        );
+    }
+    ask(IntermediateMsg::InitPid(pid))
+}
+
+/// clone3(CLONE_PARENT): init becomes a child of main, not of this short-lived stage.
+fn clone_parent() -> std::io::Result<libc::pid_t> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let args = CloneArgs {
+        flags: libc::CLONE_PARENT as u64,
+        ..Default::default()
+    };
+    // SAFETY: a fork-like clone3 (no shared memory, no new stack); this process is
+    // single-threaded, so the child's copy of it is consistent.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc as libc::pid_t)
+}

@@ -1,0 +1,58 @@
+//! Messages between the process stages.
+
+use serde::{Deserialize, Serialize};
+
+/// main → intermediate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MainMsg {
+    /// The intermediate is in its cgroup: go on.
+    Go,
+    IdMapsWritten,
+    TimeOffsetsWritten,
+}
+
+/// intermediate → main.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IntermediateMsg {
+    /// It unshared a user namespace: main writes the id maps from outside.
+    NeedIdMaps,
+    /// It unshared a time namespace: main writes the clock offsets before init is born.
+    NeedTimeOffsets,
+    /// Init exists, with this pid in main's pid namespace.
+    InitPid(i32),
+    Failed(StageFailure),
+}
+
+/// init → main.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitMsg {
+    /// The terminal's master side rides along with this message.
+    Console,
+    /// Setup is complete; init waits for start.
+    Ready,
+    Failed(StageFailure),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageFailure {
+    pub stage: String,
+    pub message: String,
+}
+
+impl StageFailure {
+    pub fn new(stage: &str, message: impl ToString) -> Self {
+        StageFailure {
+            stage: stage.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<StageFailure> for crate::Error {
+    fn from(f: StageFailure) -> Self {
+        crate::Error::Stage {
+            stage: f.stage,
+            message: f.message,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The three process stages that build a container, as runc and youki have them.
+//!
+//! ```text
+//! main (hutch create)                intermediate                       init (pid 1)
+//!   fork ─────────────────────────▶  waits for Go
+//!   joins it to the cgroup, Go ───▶  setns(joined namespaces)
+//!                                    unshare(user) ── NeedIdMaps ──▶
+//!   writes uid_map/gid_map ◀──────   (main writes them from outside)
+//!   IdMapsWritten ────────────────▶  unshare(mnt, uts, ipc, net, cgroup, pid, time)
+//!   writes timens_offsets ◀───────   NeedTimeOffsets (if a time namespace is new)
+//!                                    clone(CLONE_PARENT) ─────────────▶ runs the init order
+//!   ◀──────────────────────────────  InitPid, exits                    (see init.rs)
+//!   ◀──────────────────────────────────────────────────────────────────  Console fd, Ready
+//!   writes state.json, exits
+//!                              hutch start ── connects to notify.sock ──▶ execve
+//! ```
+//!
+//! Each arrow is a typed message on a one-way channel (`crate::channel`). The intermediate
+//! exists because a process cannot move itself into a new pid namespace: its child is pid 1.
+//! CLONE_PARENT makes init main's child, so a foreground `run` can wait for it. A failure in
+//! any stage comes back as `Failed { stage, message }`, and main kills whatever it started.
+
+pub mod init;
+pub mod intermediate;
+pub mod message;
+pub mod spawn;
+
+pub use spawn::{spawn, SpawnRequest, Spawned};

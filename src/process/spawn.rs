@@ -1,0 +1,208 @@
+//! The main stage: forks the intermediate, answers its requests from outside the new
+//! namespaces, and waits for init to be ready.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+
+use super::intermediate;
+use super::message::{InitMsg, IntermediateMsg, MainMsg, StageFailure};
+use crate::cgroups::Cgroup;
+use crate::channel::{channel, ChannelError, Sender};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::namespaces::Join;
+
+pub struct SpawnRequest<'a> {
+    pub config: &'a Config,
+    /// The listening socket that `start` connects to; init waits on it.
+    pub start_listener: OwnedFd,
+    pub cgroup: &'a mut Cgroup,
+    pub no_pivot: bool,
+    /// Descriptors 3..3+N stay open in the container.
+    pub preserve_fds: i32,
+}
+
+pub struct Spawned {
+    pub init: Pid,
+    /// The terminal's master side, when `process.terminal` is set.
+    pub console: Option<OwnedFd>,
+}
+
+/// Everything the children need, gathered before fork so they allocate little.
+pub(crate) struct ChildContext<'a> {
+    pub config: &'a Config,
+    pub joins: Vec<Join>,
+    pub start_listener: OwnedFd,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
+    let joins = open_joins(req.config)?;
+    let sys = |what: &str| {
+        let what = what.to_string();
+        move |e: nix::Error| Error::Sys {
+            context: what,
+            source: e,
+        }
+    };
+    let (to_mid, mid_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
+    let (mid_tx, from_mid) = channel::<IntermediateMsg>().map_err(sys("socketpair"))?;
+    let (init_tx, from_init) = channel::<InitMsg>().map_err(sys("socketpair"))?;
+    let ctx = ChildContext {
+        config: req.config,
+        joins,
+        start_listener: req.start_listener,
+        no_pivot: req.no_pivot,
+        preserve_fds: req.preserve_fds,
+    };
+    // SAFETY: the child only runs the intermediate stage and exits; it never returns here.
+    let mid = match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop((to_mid, from_mid, from_init));
+            intermediate::run(ctx, mid_rx, mid_tx, init_tx)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((mid_rx, mid_tx, init_tx, ctx));
+    let mut guard = Reaper { pids: vec![mid] };
+
+    req.cgroup.add(mid)?;
+    send(&to_mid, MainMsg::Go)?;
+    let init = loop {
+        match from_mid.recv() {
+            Ok(IntermediateMsg::NeedIdMaps) => {
+                write_id_maps(req.config, mid)?;
+                send(&to_mid, MainMsg::IdMapsWritten)?;
+            }
+            Ok(IntermediateMsg::NeedTimeOffsets) => {
+                write_time_offsets(req.config, mid)?;
+                send(&to_mid, MainMsg::TimeOffsetsWritten)?;
+            }
+            Ok(IntermediateMsg::InitPid(pid)) => break Pid::from_raw(pid),
+            Ok(IntermediateMsg::Failed(f)) => return Err(f.into()),
+            Err(e) => return Err(lost("intermediate", e)),
+        }
+    };
+    guard.pids.push(init);
+    // The intermediate exits right after sending the pid; reap it so it is no zombie.
+    let _ = waitpid(mid, None);
+    guard.pids.retain(|p| *p != mid);
+
+    let mut console = None;
+    loop {
+        match from_init.recv_with_fds() {
+            Ok((InitMsg::Console, mut fds)) if fds.len() == 1 => console = fds.pop(),
+            Ok((InitMsg::Console, _)) => {
+                return Err(lost(
+                    "init",
+                    ChannelError::Decode("console without fd".into()),
+                ))
+            }
+            Ok((InitMsg::Ready, _)) => break,
+            Ok((InitMsg::Failed(f), _)) => return Err(f.into()),
+            Err(e) => return Err(lost("init", e)),
+        }
+    }
+    guard.pids.clear();
+    Ok(Spawned { init, console })
+}
+
+fn send(tx: &Sender<MainMsg>, msg: MainMsg) -> Result<()> {
+    tx.send(&msg).map_err(|e| lost("intermediate", e))
+}
+
+fn lost(stage: &str, e: ChannelError) -> Error {
+    let message = match e {
+        ChannelError::Closed => "exited before finishing setup".to_string(),
+        e => e.to_string(),
+    };
+    StageFailure::new(stage, message).into()
+}
+
+/// Kills and reaps the stages it holds unless setup completed.
+struct Reaper {
+    pids: Vec<Pid>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in self.pids.drain(..) {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+/// Opens the namespaces to join now, before any process moves.
+fn open_joins(config: &Config) -> Result<Vec<Join>> {
+    let mut joins = Vec::new();
+    for (i, (typ, path)) in config.namespaces().into_iter().enumerate() {
+        let Some(path) = path else { continue };
+        let file = File::open(&path).map_err(|e| {
+            Error::config(
+                &config.file,
+                format!("linux.namespaces[{i}].path"),
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        joins.push(Join {
+            typ,
+            fd: OwnedFd::from(file),
+        });
+    }
+    Ok(joins)
+}
+
+fn write_id_maps(config: &Config, pid: Pid) -> Result<()> {
+    let linux = config
+        .spec
+        .linux()
+        .as_ref()
+        .expect("validated: maps need linux");
+    for (field, file, maps) in [
+        ("linux.uidMappings", "uid_map", linux.uid_mappings()),
+        ("linux.gidMappings", "gid_map", linux.gid_mappings()),
+    ] {
+        let text: String = maps
+            .iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text)
+            .map_err(|e| Error::config(&config.file, field, format!("write {path}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn write_time_offsets(config: &Config, pid: Pid) -> Result<()> {
+    let Some(offsets) = config
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    let path = format!("/proc/{pid}/timens_offsets");
+    for (clock, off) in offsets {
+        let line = format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        );
+        std::fs::write(&path, line).map_err(|e| {
+            Error::config(
+                &config.file,
+                format!("linux.timeOffsets.{clock}"),
+                format!("write {path}: {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! The state store: `<root>/<id>/state.json`, one directory per container.
+//!
+//! Every command that reads or changes a container holds an exclusive flock on its directory,
+//! so two commands never interleave. state.json is written to a temporary file and renamed, so a
+//! reader never sees half of it. The init's pid is kept with its start time (from procfs): a pid
+//! that the kernel has since given to another process is recognised and never signalled.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+
+pub const DEFAULT_ROOT: &str = "/run/hutch";
+const STATE_FILE: &str = "state.json";
+/// The socket init listens on until `start`.
+pub const START_SOCKET: &str = "notify.sock";
+
+/// The lifecycle states of the OCI runtime spec. `Creating` is never stored: a directory without
+/// state.json is a create in progress (or one that died: `delete --force` cleans it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+    Paused,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+            Status::Paused => "paused",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What hutch remembers about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    /// `Created` until start succeeds, then `Running`; `Stopped` is never stored, it is seen.
+    pub status: Status,
+    pub pid: i32,
+    /// The init's start time in clock ticks after boot (/proc/<pid>/stat field 22).
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    pub cgroup: String,
+    #[serde(default)]
+    pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// A container's directory, locked for as long as this value lives.
+pub struct StateDir {
+    pub dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+pub fn check_id(id: &str) -> Result<()> {
+    let why = if id.is_empty() {
+        "empty"
+    } else if id == "." || id == ".." {
+        "not a name"
+    } else if id.len() > 1024 {
+        "longer than 1024 bytes"
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+    {
+        "only letters, digits, '_', '+', '-' and '.' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidId {
+        id: id.to_string(),
+        why,
+    })
+}
+
+impl StateDir {
+    /// Creates and locks the directory of a new container; fails if the id is taken.
+    pub fn create(root: &Path, id: &str) -> Result<StateDir> {
+        check_id(id)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .context(|| format!("create state root {}", root.display()))?;
+        let dir = root.join(id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(id.to_string()))
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("create {}", dir.display()),
+                    source: e,
+                })
+            }
+        }
+        Self::lock(dir)
+    }
+
+    /// Opens and locks an existing container's directory.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir> {
+        check_id(id)?;
+        let dir = root.join(id);
+        let sd = match Self::lock(dir) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            r => r?,
+        };
+        // The holder before us may have deleted it while we waited.
+        if !sd.dir.exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        Ok(sd)
+    }
+
+    fn lock(dir: PathBuf) -> Result<StateDir> {
+        let f = File::open(&dir).context(|| format!("open {}", dir.display()))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::Sys {
+            context: format!("lock {}", dir.display()),
+            source: e,
+        })?;
+        Ok(StateDir { dir, _lock: lock })
+    }
+
+    pub fn start_socket(&self) -> PathBuf {
+        self.dir.join(START_SOCKET)
+    }
+
+    pub fn load(&self, id: &str) -> Result<Option<State>> {
+        let path = self.dir.join(STATE_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Io {
+                    context: format!("{}", path.display()),
+                    source: e.into(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = id;
+                Ok(None)
+            }
+            Err(e) => Err(Error::Io {
+                context: format!("read {}", path.display()),
+                source: e,
+            }),
+        }
+    }
+
+    pub fn save(&self, state: &State) -> Result<()> {
+        let tmp = self.dir.join(".state.json.tmp");
+        let bytes = serde_json::to_vec(state).expect("state serializes");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .context(|| format!("write {}", tmp.display()))?;
+        f.write_all(&bytes)
+            .context(|| format!("write {}", tmp.display()))?;
+        fs::rename(&tmp, self.dir.join(STATE_FILE)).context(|| format!("rename {}", tmp.display()))
+    }
+
+    /// Removes the directory; the lock goes with the value.
+    pub fn remove(self) -> Result<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io {
+                context: format!("remove {}", self.dir.display()),
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Writes `content` to `path` atomically (temp file + rename), as for --pid-file.
+pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    fs::write(&tmp, content).context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).context(|| format!("rename to {}", path.display()))
+}
+
+/// Ids of all containers under `root`, sorted.
+pub fn ids(root: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("read {}", root.display()),
+                source: e,
+            })
+        }
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
