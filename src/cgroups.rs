@@ -50,6 +50,13 @@ impl Cgroup {
         devices: &[LinuxDevice],
     ) -> LinuxResources {
         let mut res = resources.cloned().unwrap_or_default();
+        if is_unified() {
+            // cgroup v2 has no devices controller: device rules need an eBPF program, which
+            // cgroups-rs does not load. Until hutch loads one, v2 relies on /dev holding only
+            // the nodes the config asks for.
+            res.set_devices(None);
+            return res;
+        }
         let mut rules = res.devices().clone().unwrap_or_default();
         let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
             let mut b = LinuxDeviceCgroupBuilder::default()
@@ -90,6 +97,15 @@ impl Cgroup {
 
     /// Creates the cgroup in every hierarchy and applies `resources`.
     pub fn create(path: &str, resources: Option<&LinuxResources>, file: &Path) -> Result<Cgroup> {
+        // Taking over a cgroup that holds processes would let delete kill strangers.
+        let existing = Cgroup::open(path);
+        if existing.cg.exists() && !existing.procs().is_empty() {
+            return Err(Error::config(
+                file,
+                "linux.cgroupsPath",
+                format!("cgroup {path} is in use by other processes"),
+            ));
+        }
         let cg =
             cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path).map_err(|e| Error::Cgroup {
                 path: path.to_string(),

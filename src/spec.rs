@@ -7,8 +7,24 @@ use serde_json::{json, Value};
 /// masked and read-only paths, and a small capability set.
 pub fn default_spec() -> Spec {
     let mut spec = Spec::default();
+    spec.set_version(
+        oci_spec::runtime::VERSION
+            .trim_end_matches("-dev")
+            .to_string(),
+    );
+    spec.set_hostname(Some("hutch".into()));
     if let Some(p) = spec.process_mut().as_mut() {
         p.set_terminal(Some(true));
+    }
+    if let Some(linux) = spec.linux_mut().as_mut() {
+        let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .expect("complete rule");
+        let mut res = linux.resources().clone().unwrap_or_default();
+        res.set_devices(Some(vec![deny_all]));
+        linux.set_resources(Some(res));
     }
     spec
 }
@@ -48,12 +64,10 @@ const MOUNT_OPTIONS: &[&str] = &[
     "rnodev",
     "rnodiratime",
     "rnoexec",
-    "rnostrictatime",
     "rnosuid",
     "rnosymfollow",
     "ro",
     "rprivate",
-    "rrelatime",
     "rro",
     "rrw",
     "rshared",
@@ -69,7 +83,6 @@ const MOUNT_OPTIONS: &[&str] = &[
     "strictatime",
     "suid",
     "sync",
-    "tmpcopyup",
     "unbindable",
 ];
 

@@ -141,8 +141,15 @@ impl StateDir {
         Ok(StateDir { dir, _lock: lock })
     }
 
+    /// The start socket, named through our descriptor of the directory: a unix socket path
+    /// must fit in 108 bytes, and `<root>/<64-hex-id>/notify.sock` under containerd's roots does
+    /// not always.
     pub fn start_socket(&self) -> PathBuf {
-        self.dir.join(START_SOCKET)
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!(
+            "/proc/self/fd/{}/{START_SOCKET}",
+            self._lock.as_raw_fd()
+        ))
     }
 
     pub fn load(&self, id: &str) -> Result<Option<State>> {

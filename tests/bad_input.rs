@@ -201,3 +201,50 @@ fn no_mount_namespace() {
     let err = f.create_fails();
     assert!(err.contains("mount namespace is required"), "{err}");
 }
+
+#[test]
+fn preserve_fds_that_are_not_open() {
+    let mut f = Fixture::new("true");
+    f.write_config();
+    let id = f.id();
+    let out = f.hutch(&[
+        "create",
+        "--preserve-fds",
+        "40",
+        "--bundle",
+        f.bundle.to_str().unwrap(),
+        &id,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("--preserve-fds 40") && err.contains("not open"),
+        "{err}"
+    );
+    f.assert_clean(&id);
+}
+
+#[test]
+fn cgroup_in_use_by_others_is_refused() {
+    let mut f = Fixture::new("true");
+    // A stranger process in the cgroup the config names must not be taken over (or killed).
+    let name = format!("hutch-stranger-{}", std::process::id());
+    let dir = std::path::Path::new("/sys/fs/cgroup/pids").join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.join("cgroup.procs"), stranger.id().to_string()).unwrap();
+    f.config["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    let err = f.create_fails();
+    let alive = stranger.try_wait().unwrap().is_none();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        err.contains("linux.cgroupsPath") && err.contains("in use"),
+        "{err}"
+    );
+    assert!(alive, "the stranger was killed");
+}

@@ -335,3 +335,15 @@ fn console_socket_receives_the_pty_master() {
         "{text}"
     );
 }
+
+#[test]
+fn long_ids_work() {
+    // containerd uses 64-hex ids under long roots; the start socket must still be reachable.
+    let mut f = Fixture::new("echo long");
+    f.write_config();
+    let id = format!("{}-{}", f.id(), "a".repeat(100));
+    let out = f.hutch(&["run", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "long\n");
+    f.assert_clean(&id);
+}

@@ -37,7 +37,6 @@ pub fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
         "rnosymfollow" => (true, MOUNT_ATTR_NOSYMFOLLOW),
         "rsymfollow" => (false, MOUNT_ATTR_NOSYMFOLLOW),
         // The atime modes are one field: setting one clears the field first (see apply).
-        "rrelatime" => (true, 0),
         "rnoatime" => (true, MOUNT_ATTR_NOATIME),
         "rstrictatime" => (true, MOUNT_ATTR_STRICTATIME),
         _ => return None,

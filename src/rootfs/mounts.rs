@@ -89,8 +89,8 @@ impl Options {
                 } else {
                     o.attr_clr |= attr;
                 }
-            } else if opt == "bind" || opt == "rbind" || opt == "tmpcopyup" {
-                // The kind of mount, not a flag; tmpcopyup is crun's and ignored.
+            } else if opt == "bind" || opt == "rbind" {
+                // The kind of mount, not a flag.
             } else {
                 o.data.push(opt.clone());
             }

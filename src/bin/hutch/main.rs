@@ -45,6 +45,11 @@ pub struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Checked before hutch opens anything: when 3..3+N are all open, every descriptor hutch
+    // opens later gets a higher number, so none of its own can slip into the container.
+    if let Err(e) = commands::check_preserved_fds(&cli.command) {
+        return fail(e);
+    }
     logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
     if cli.systemd_cgroup {
         return fail(hutch::Error::Usage(
@@ -61,9 +66,9 @@ fn main() -> ExitCode {
 
 /// Reports an error as runc does: to the log (where containerd reads it) and to stderr.
 fn fail(e: hutch::Error) -> ExitCode {
-    log::error!("{e}");
     if logging::logs_to_file() {
-        eprintln!("hutch: {e}");
+        log::error!("{e}");
     }
+    eprintln!("hutch: error: {e}");
     ExitCode::FAILURE
 }

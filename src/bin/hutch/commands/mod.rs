@@ -37,6 +37,29 @@ pub enum Command {
     Features,
 }
 
+/// `--preserve-fds N` needs descriptors 3..3+N to be open in hutch itself.
+pub fn check_preserved_fds(cmd: &Command) -> hutch::Result<()> {
+    let n = match cmd {
+        Command::Create(a) => a.preserve_fds,
+        Command::Run(a) => a.create.preserve_fds,
+        _ => 0,
+    };
+    if n < 0 {
+        return Err(hutch::Error::Usage(format!(
+            "--preserve-fds {n}: must not be negative"
+        )));
+    }
+    for fd in 3..3 + n {
+        // SAFETY: F_GETFD only asks whether the descriptor exists.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(hutch::Error::Usage(format!(
+                "--preserve-fds {n}: descriptor {fd} is not open"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a command; returns the process exit code.
 pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
     match cmd {
