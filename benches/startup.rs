@@ -1,0 +1,185 @@
+//! Start-up cost: `/bin/true` run to completion through `hutch run`, runc and crun, in the same
+//! run, interleaved, on the same bundle. Prints per-runtime medians and the ratios.
+//!
+//! Debian's crun refuses this machine's hybrid cgroups unless the cgroup2 mount is hidden, so the
+//! benchmark moves itself into a private mount namespace without it; every runtime runs there.
+//!
+//! `cargo bench --bench startup` (as root). HUTCH_BENCH_RUNS sets the runs per runtime (40).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("startup bench: needs root");
+        return;
+    }
+    // Cargo passes --bench; a filter argument that does not match "startup" skips us.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"startup".contains(a.as_str()))
+    {
+        return;
+    }
+    let runs: usize = std::env::var("HUTCH_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    hide_cgroup2();
+    let dir = tempfile::Builder::new()
+        .prefix("hutch-bench-")
+        .tempdir()
+        .unwrap();
+    let bundle = dir.path().join("bundle");
+    make_bundle(&bundle);
+
+    let hutch = env!("CARGO_BIN_EXE_hutch");
+    let mut runtimes: Vec<(&str, Box<dyn Fn(&Path, &str) -> Command>)> = vec![(
+        "hutch",
+        Box::new(move |root: &Path, id: &str| {
+            let mut c = Command::new(hutch);
+            c.arg("--root")
+                .arg(root)
+                .args(["run", "--bundle"])
+                .arg(&bundle_of(root))
+                .arg(id);
+            c
+        }),
+    )];
+    for rt in ["runc", "crun"] {
+        if which(rt) {
+            runtimes.push((
+                rt,
+                Box::new(move |root: &Path, id: &str| {
+                    let mut c = Command::new(rt);
+                    c.arg("--root")
+                        .arg(root)
+                        .args(["run", "--bundle"])
+                        .arg(&bundle_of(root))
+                        .arg(id);
+                    c
+                }),
+            ));
+        }
+    }
+
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); runtimes.len()];
+    let mut failed: Vec<Option<String>> = vec![None; runtimes.len()];
+    // One warm-up each, then interleaved runs so drift hits every runtime alike.
+    for i in 0..=runs {
+        for (k, (name, make)) in runtimes.iter().enumerate() {
+            if failed[k].is_some() {
+                continue;
+            }
+            let root = dir.path().join(format!("root-{name}"));
+            let id = format!("bench-{name}-{i}");
+            let t = Instant::now();
+            let out = make(&root, &id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap();
+            let took = t.elapsed();
+            if !out.status.success() {
+                failed[k] = Some(String::from_utf8_lossy(&out.stderr).trim().to_string());
+                continue;
+            }
+            if i > 0 {
+                samples[k].push(took);
+            }
+        }
+    }
+
+    println!("startup: /bin/true through `run`, {runs} runs each, median (p10..p90)");
+    let medians: Vec<Option<f64>> = samples.iter_mut().map(|s| median(s)).collect();
+    for (k, (name, _)) in runtimes.iter().enumerate() {
+        match (&failed[k], medians[k]) {
+            (Some(err), _) => println!("  {name:6} failed: {err}"),
+            (None, Some(m)) => {
+                let s = &samples[k];
+                let p = |q: f64| s[((s.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+                println!("  {name:6} {m:7.2} ms  ({:.2}..{:.2})", p(0.1), p(0.9));
+            }
+            _ => {}
+        }
+    }
+    if let Some(h) = medians[0] {
+        for (k, (name, _)) in runtimes.iter().enumerate().skip(1) {
+            if let Some(m) = medians[k] {
+                println!("  ratio hutch/{name}: {:.2}", h / m);
+            }
+        }
+    }
+}
+
+fn bundle_of(root: &Path) -> PathBuf {
+    root.parent().unwrap().join("bundle")
+}
+
+fn median(s: &mut [Duration]) -> Option<f64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.sort();
+    Some(s[s.len() / 2].as_secs_f64() * 1e3)
+}
+
+fn which(prog: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A private mount namespace without the cgroup2 mount (for crun), shared by all runtimes.
+fn hide_cgroup2() {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mount namespace");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let fstype = line.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+        if fstype == Some("cgroup2") && fields[4].starts_with("/sys/fs/cgroup/") {
+            let _ = umount2(fields[4], MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn make_bundle(bundle: &Path) {
+    std::fs::create_dir_all(bundle).unwrap();
+    let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/mkrootfs.sh");
+    assert!(Command::new("bash")
+        .arg(mk)
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new("runc")
+        .arg("spec")
+        .current_dir(bundle)
+        .status();
+    if out.map(|s| s.success()).unwrap_or(false) {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        v["process"]["terminal"] = false.into();
+        v["process"]["args"] = serde_json::json!(["/bin/true"]);
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    } else {
+        let mut v = serde_json::to_value(hutch::spec::default_spec()).unwrap();
+        v["process"]["terminal"] = false.into();
+        v["process"]["args"] = serde_json::json!(["/bin/true"]);
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+}
