@@ -16,21 +16,12 @@ fn main() {
         return;
     }
     // Cargo passes --bench; a filter argument that does not match "startup" skips us.
-    if std::env::args()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"startup".contains(a.as_str()))
-    {
+    if std::env::args().skip(1).any(|a| !a.starts_with('-') && !"startup".contains(a.as_str())) {
         return;
     }
-    let runs: usize = std::env::var("HUTCH_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let runs: usize = std::env::var("HUTCH_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
     hide_cgroup2();
-    let dir = tempfile::Builder::new()
-        .prefix("hutch-bench-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("hutch-bench-").tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     make_bundle(&bundle);
 
@@ -39,11 +30,7 @@ fn main() {
         "hutch",
         Box::new(move |root: &Path, id: &str| {
             let mut c = Command::new(hutch);
-            c.arg("--root")
-                .arg(root)
-                .args(["run", "--bundle"])
-                .arg(&bundle_of(root))
-                .arg(id);
+            c.arg("--root").arg(root).args(["run", "--bundle"]).arg(&bundle_of(root)).arg(id);
             c
         }),
     )];
@@ -53,11 +40,7 @@ fn main() {
                 rt,
                 Box::new(move |root: &Path, id: &str| {
                     let mut c = Command::new(rt);
-                    c.arg("--root")
-                        .arg(root)
-                        .args(["run", "--bundle"])
-                        .arg(&bundle_of(root))
-                        .arg(id);
+                    c.arg("--root").arg(root).args(["run", "--bundle"]).arg(&bundle_of(root)).arg(id);
                     c
                 }),
             ));
@@ -139,14 +122,7 @@ fn which(prog: &str) -> bool {
 fn hide_cgroup2() {
     use nix::mount::{mount, umount2, MntFlags, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mount namespace");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .unwrap();
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for line in mounts.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -160,16 +136,8 @@ fn hide_cgroup2() {
 fn make_bundle(bundle: &Path) {
     std::fs::create_dir_all(bundle).unwrap();
     let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/mkrootfs.sh");
-    assert!(Command::new("bash")
-        .arg(mk)
-        .arg(bundle.join("rootfs"))
-        .status()
-        .unwrap()
-        .success());
-    let out = Command::new("runc")
-        .arg("spec")
-        .current_dir(bundle)
-        .status();
+    assert!(Command::new("bash").arg(mk).arg(bundle.join("rootfs")).status().unwrap().success());
+    let out = Command::new("runc").arg("spec").current_dir(bundle).status();
     if out.map(|s| s.success()).unwrap_or(false) {
         let mut v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();

@@ -20,11 +20,7 @@ pub fn convert(cap: &oci_spec::runtime::Capability) -> Option<Capability> {
 }
 
 fn set_of(caps: &Option<Capabilities>, supported: &CapsHashSet) -> CapsHashSet {
-    caps.iter()
-        .flatten()
-        .filter_map(convert)
-        .filter(|c| supported.contains(c))
-        .collect()
+    caps.iter().flatten().filter_map(convert).filter(|c| supported.contains(c)).collect()
 }
 
 pub fn switch_user(process: &Process) -> Result<(), String> {
@@ -40,12 +36,7 @@ pub fn switch_user(process: &Process) -> Result<(), String> {
     }
 
     nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("keep capabilities: {e}"))?;
-    let gids: Vec<Gid> = user
-        .additional_gids()
-        .iter()
-        .flatten()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
+    let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
     setgroups(&gids).map_err(|e| format!("process.user.additionalGids: setgroups: {e}"))?;
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid).map_err(|e| format!("process.user.gid: {} : {e}", user.gid()))?;
@@ -66,9 +57,7 @@ pub fn switch_user(process: &Process) -> Result<(), String> {
     let eff_now: CapsHashSet = effective.intersection(&permitted).copied().collect();
     if eff_now.len() != effective.len() {
         let extra: HashSet<_> = effective.difference(&permitted).collect();
-        return Err(format!(
-            "process.capabilities.effective: {extra:?} not in the permitted set"
-        ));
+        return Err(format!("process.capabilities.effective: {extra:?} not in the permitted set"));
     }
     caps::set(None, CapSet::Effective, &effective)
         .map_err(|e| format!("process.capabilities.effective: {e}"))?;
@@ -77,13 +66,9 @@ pub fn switch_user(process: &Process) -> Result<(), String> {
     // The kernel only takes ambient capabilities that are permitted and inheritable; like runc,
     // the others are left out rather than failing (runc's own `spec` lists ambient without
     // inheritable).
-    let ambient: CapsHashSet = ambient
-        .iter()
-        .filter(|c| inheritable.contains(c) && permitted.contains(c))
-        .copied()
-        .collect();
-    caps::set(None, CapSet::Ambient, &ambient)
-        .map_err(|e| format!("process.capabilities.ambient: {e}"))?;
+    let ambient: CapsHashSet =
+        ambient.iter().filter(|c| inheritable.contains(c) && permitted.contains(c)).copied().collect();
+    caps::set(None, CapSet::Ambient, &ambient).map_err(|e| format!("process.capabilities.ambient: {e}"))?;
     Ok(())
 }
 
@@ -91,11 +76,7 @@ pub fn switch_user(process: &Process) -> Result<(), String> {
 mod tests {
     #[test]
     fn converts_every_oci_capability_name() {
-        let c: oci_spec::runtime::Capability =
-            serde_json::from_str("\"CAP_NET_BIND_SERVICE\"").unwrap();
-        assert_eq!(
-            super::convert(&c),
-            Some(caps::Capability::CAP_NET_BIND_SERVICE)
-        );
+        let c: oci_spec::runtime::Capability = serde_json::from_str("\"CAP_NET_BIND_SERVICE\"").unwrap();
+        assert_eq!(super::convert(&c), Some(caps::Capability::CAP_NET_BIND_SERVICE));
     }
 }

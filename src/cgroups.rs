@@ -36,10 +36,7 @@ impl Cgroup {
     }
 
     fn err(&self, message: impl ToString) -> Error {
-        Error::Cgroup {
-            path: self.path.clone(),
-            message: message.to_string(),
-        }
+        Error::Cgroup { path: self.path.clone(), message: message.to_string() }
     }
 
     /// The device rules to apply: the config's, then (as runc does) the default nodes every
@@ -59,10 +56,7 @@ impl Cgroup {
         }
         let mut rules = res.devices().clone().unwrap_or_default();
         let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
-            let mut b = LinuxDeviceCgroupBuilder::default()
-                .allow(true)
-                .typ(typ)
-                .access(access);
+            let mut b = LinuxDeviceCgroupBuilder::default().allow(true).typ(typ).access(access);
             if let Some(m) = major {
                 b = b.major(m);
             }
@@ -74,17 +68,7 @@ impl Cgroup {
         use LinuxDeviceType::{B, C};
         rules.push(rule(C, None, None, "m"));
         rules.push(rule(B, None, None, "m"));
-        for (major, minor) in [
-            (1, 3),
-            (1, 5),
-            (1, 7),
-            (1, 8),
-            (1, 9),
-            (5, 0),
-            (5, 1),
-            (5, 2),
-            (10, 200),
-        ] {
+        for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200)] {
             rules.push(rule(C, Some(major), Some(minor), "rwm"));
         }
         rules.push(rule(C, Some(136), None, "rwm"));
@@ -106,24 +90,14 @@ impl Cgroup {
                 format!("cgroup {path} is in use by other processes"),
             ));
         }
-        let cg =
-            cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path).map_err(|e| Error::Cgroup {
-                path: path.to_string(),
-                message: format!("create: {e}"),
-            })?;
-        let this = Cgroup {
-            path: path.to_string(),
-            cg,
-        };
+        let cg = cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path)
+            .map_err(|e| Error::Cgroup { path: path.to_string(), message: format!("create: {e}") })?;
+        let this = Cgroup { path: path.to_string(), cg };
         if let Some(res) = resources {
             let applied = cgroups_rs::FsManager::new(path).and_then(|mut m| m.set(res));
             if let Err(e) = applied {
                 let _ = this.cg.delete();
-                return Err(Error::config(
-                    file,
-                    "linux.resources",
-                    format!("cgroup {path}: {e}"),
-                ));
+                return Err(Error::config(file, "linux.resources", format!("cgroup {path}: {e}")));
             }
         }
         Ok(this)
@@ -131,10 +105,7 @@ impl Cgroup {
 
     /// An existing container's cgroup.
     pub fn open(path: &str) -> Cgroup {
-        Cgroup {
-            path: path.to_string(),
-            cg: cgroups_rs::fs::Cgroup::load(hierarchies::auto(), path),
-        }
+        Cgroup { path: path.to_string(), cg: cgroups_rs::fs::Cgroup::load(hierarchies::auto(), path) }
     }
 
     pub fn path(&self) -> &str {
@@ -148,11 +119,7 @@ impl Cgroup {
     }
 
     pub fn procs(&self) -> Vec<Pid> {
-        self.cg
-            .procs()
-            .into_iter()
-            .map(|p| Pid::from_raw(p.pid as i32))
-            .collect()
+        self.cg.procs().into_iter().map(|p| Pid::from_raw(p.pid as i32)).collect()
     }
 
     /// Signals every process. With SIGKILL on v2 that is cgroup.kill; otherwise the cgroup is
@@ -162,9 +129,7 @@ impl Cgroup {
             return Ok(());
         }
         let freezer = cgroups_rs::FsManager::new(&self.path).ok();
-        let frozen = freezer
-            .as_ref()
-            .is_some_and(|m| m.freeze(FreezerState::Frozen).is_ok());
+        let frozen = freezer.as_ref().is_some_and(|m| m.freeze(FreezerState::Frozen).is_ok());
         for pid in self.procs() {
             let _ = kill(pid, sig);
         }
@@ -185,10 +150,7 @@ impl Cgroup {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(self.err(format!(
-                    "still busy after {timeout:?}: pids {:?}",
-                    self.procs()
-                )));
+                return Err(self.err(format!("still busy after {timeout:?}: pids {:?}", self.procs())));
             }
             self.signal_all(Signal::SIGKILL)?;
             std::thread::sleep(Duration::from_millis(2));

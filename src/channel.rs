@@ -2,16 +2,17 @@
 //!
 //! A channel is a SOCK_SEQPACKET socketpair: the kernel keeps message boundaries, so one `send`
 //! is one `recv`, and file descriptors travel beside a message with SCM_RIGHTS. Each end is used
-//! in one direction only; a conversation uses two channels. Messages are JSON, so a stage that
-//! dies mid-way leaves a clean EOF, never half a message.
+//! in one direction only; a conversation uses two channels. A packet socket delivers a message
+//! whole or not at all, so a stage that dies mid-way leaves a clean EOF, never half a message.
+//! Messages are JSON: small, and easy to read in a debug log.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,22 +45,8 @@ pub struct Receiver<T> {
 
 /// A new channel. Both ends are close-on-exec: they cross fork, never exec.
 pub fn channel<T>() -> nix::Result<(Sender<T>, Receiver<T>)> {
-    let (tx, rx) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
-    Ok((
-        Sender {
-            fd: tx,
-            _msg: PhantomData,
-        },
-        Receiver {
-            fd: rx,
-            _msg: PhantomData,
-        },
-    ))
+    let (tx, rx) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    Ok((Sender { fd: tx, _msg: PhantomData }, Receiver { fd: rx, _msg: PhantomData }))
 }
 
 impl<T: Serialize> Sender<T> {
@@ -76,13 +63,7 @@ impl<T: Serialize> Sender<T> {
         let cmsgs = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsgs };
         let iov = [IoSlice::new(&bytes)];
-        sendmsg::<()>(
-            self.fd.as_raw_fd(),
-            &iov,
-            cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )?;
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
         Ok(())
     }
 }
@@ -98,12 +79,7 @@ impl<T: DeserializeOwned> Receiver<T> {
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
+            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(e.into()),
                 Ok(msg) => {
@@ -111,10 +87,7 @@ impl<T: DeserializeOwned> Receiver<T> {
                     for c in msg.cmsgs()? {
                         if let ControlMessageOwned::ScmRights(raw) = c {
                             // SAFETY: the kernel just installed these descriptors for us.
-                            fds.extend(
-                                raw.into_iter()
-                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                            );
+                            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
                         }
                     }
                     if msg.flags.contains(MsgFlags::MSG_TRUNC) {
@@ -132,7 +105,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     }
 }
 
-/// Decodes one message; public so that the fuzz target exercises exactly this path.
+/// Decodes one message (public so that a fuzz target can exercise exactly this path).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ChannelError> {
     serde_json::from_slice(bytes).map_err(|e| ChannelError::Decode(e.to_string()))
 }
@@ -189,9 +162,6 @@ mod tests {
 
     #[test]
     fn garbage_is_a_decode_error() {
-        assert!(matches!(
-            decode::<Msg>(b"{\"Nope\":1}"),
-            Err(ChannelError::Decode(_))
-        ));
+        assert!(matches!(decode::<Msg>(b"{\"Nope\":1}"), Err(ChannelError::Decode(_))));
     }
 }

@@ -34,47 +34,30 @@ pub struct Config {
 impl Config {
     /// Loads `<bundle>/config.json` and validates it.
     pub fn load(bundle: &Path) -> Result<Config> {
-        let bundle = std::path::absolute(bundle).map_err(|e| Error::Io {
-            context: format!("bundle {}", bundle.display()),
-            source: e,
-        })?;
+        let bundle = std::path::absolute(bundle)
+            .map_err(|e| Error::Io { context: format!("bundle {}", bundle.display()), source: e })?;
         let file = bundle.join(CONFIG_FILE);
         let reader = File::open(&file)
             .map(BufReader::new)
-            .map_err(|e| Error::Io {
-                context: format!("open {}", file.display()),
-                source: e,
-            })?;
-        let spec =
-            parse(reader).map_err(|(field, message)| Error::config(&file, field, message))?;
+            .map_err(|e| Error::Io { context: format!("open {}", file.display()), source: e })?;
+        let spec = parse(reader).map_err(|(field, message)| Error::config(&file, field, message))?;
         Config::from_spec(spec, bundle, file)
     }
 
     /// Validates an in-memory spec whose relative paths are relative to `bundle`.
     pub fn from_spec(spec: Spec, bundle: PathBuf, file: PathBuf) -> Result<Config> {
         let err = |field: &str, msg: String| Error::config(&file, field, msg);
-        let root = spec.root().as_ref().ok_or_else(|| {
-            err(
-                "root",
-                "missing: the container needs a root filesystem".into(),
-            )
-        })?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| err("root", "missing: the container needs a root filesystem".into()))?;
         let rootfs = bundle.join(root.path());
-        let rootfs = rootfs
-            .canonicalize()
-            .map_err(|e| err("root.path", format!("{}: {e}", rootfs.display())))?;
+        let rootfs =
+            rootfs.canonicalize().map_err(|e| err("root.path", format!("{}: {e}", rootfs.display())))?;
         if !rootfs.is_dir() {
-            return Err(err(
-                "root.path",
-                format!("{} is not a directory", rootfs.display()),
-            ));
+            return Err(err("root.path", format!("{} is not a directory", rootfs.display())));
         }
-        let config = Config {
-            spec,
-            bundle,
-            rootfs,
-            file,
-        };
+        let config = Config { spec, bundle, rootfs, file };
         config.validate()?;
         Ok(config)
     }
@@ -84,38 +67,26 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        let process = self
-            .spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| self.err("process", "missing: nothing to run"))?;
+        let process =
+            self.spec.process().as_ref().ok_or_else(|| self.err("process", "missing: nothing to run"))?;
         match process.args() {
             Some(args) if !args.is_empty() && !args[0].is_empty() => {}
             _ => return Err(self.err("process.args", "must name the program to run")),
         }
         if !process.cwd().is_absolute() {
-            return Err(self.err(
-                "process.cwd",
-                format!("{:?} is not an absolute path", process.cwd()),
-            ));
+            return Err(self.err("process.cwd", format!("{:?} is not an absolute path", process.cwd())));
         }
         if let Some(env) = process.env() {
             for (i, kv) in env.iter().enumerate() {
                 if !kv.contains('=') {
-                    return Err(self.err(
-                        format!("process.env[{i}]"),
-                        format!("{kv:?} is not KEY=VALUE"),
-                    ));
+                    return Err(self.err(format!("process.env[{i}]"), format!("{kv:?} is not KEY=VALUE")));
                 }
             }
         }
         let mut seen = HashSet::new();
         for (i, rl) in process.rlimits().iter().flatten().enumerate() {
             if !seen.insert(format!("{:?}", rl.typ())) {
-                return Err(self.err(
-                    format!("process.rlimits[{i}]"),
-                    format!("{:?} given twice", rl.typ()),
-                ));
+                return Err(self.err(format!("process.rlimits[{i}]"), format!("{:?} given twice", rl.typ())));
             }
             if rl.soft() > rl.hard() {
                 return Err(self.err(
@@ -144,10 +115,9 @@ impl Config {
 
     fn validate_linux(&self) -> Result<()> {
         let Some(linux) = self.spec.linux() else {
-            return Err(self.err(
-                "linux",
-                "missing: hutch needs linux.namespaces (at least a mount namespace)",
-            ));
+            return Err(
+                self.err("linux", "missing: hutch needs linux.namespaces (at least a mount namespace)")
+            );
         };
         let mut kinds = HashSet::new();
         for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
@@ -156,16 +126,22 @@ impl Config {
                 return Err(self.err(field, format!("namespace {} given twice", ns.typ())));
             }
             if let Some(path) = ns.path() {
-                let f = File::open(path).map_err(|e| {
-                    self.err(format!("{field}.path"), format!("{}: {e}", path.display()))
-                })?;
-                namespaces::check_type(f.as_raw_fd(), ns.typ()).map_err(|why| {
-                    self.err(
-                        format!("{field}.path"),
-                        format!("{}: {why}", path.display()),
-                    )
-                })?;
+                let f = File::open(path)
+                    .map_err(|e| self.err(format!("{field}.path"), format!("{}: {e}", path.display())))?;
+                namespaces::check_type(f.as_raw_fd(), ns.typ())
+                    .map_err(|why| self.err(format!("{field}.path"), format!("{}: {why}", path.display())))?;
             }
+        }
+        let joins_mount = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|ns| ns.typ() == LinuxNamespaceType::Mount && ns.path().is_some());
+        if joins_mount {
+            return Err(self.err(
+                "linux.namespaces",
+                "joining an existing mount namespace is not supported: hutch builds the rootfs in a new one",
+            ));
         }
         if !kinds.contains(&LinuxNamespaceType::Mount) {
             return Err(self.err(
@@ -181,22 +157,19 @@ impl Config {
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if new_userns && !has_maps {
-            return Err(self.err(
-                "linux.uidMappings",
-                "a new user namespace needs uidMappings and gidMappings",
-            ));
+            return Err(
+                self.err("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings")
+            );
         }
         if has_maps && !new_userns {
-            return Err(self.err(
-                "linux.uidMappings",
-                "id mappings need a new user namespace in linux.namespaces",
-            ));
+            return Err(
+                self.err("linux.uidMappings", "id mappings need a new user namespace in linux.namespaces")
+            );
         }
         if linux.time_offsets().is_some() && !kinds.contains(&LinuxNamespaceType::Time) {
-            return Err(self.err(
-                "linux.timeOffsets",
-                "time offsets need a time namespace in linux.namespaces",
-            ));
+            return Err(
+                self.err("linux.timeOffsets", "time offsets need a time namespace in linux.namespaces")
+            );
         }
         for clock in linux.time_offsets().iter().flat_map(|m| m.keys()) {
             if clock != "monotonic" && clock != "boottime" {
@@ -207,25 +180,14 @@ impl Config {
             }
         }
         if let Some(p) = linux.rootfs_propagation() {
-            crate::rootfs::propagation_flags(p).ok_or_else(|| {
-                self.err(
-                    "linux.rootfsPropagation",
-                    format!("unknown propagation {p:?}"),
-                )
-            })?;
+            crate::rootfs::propagation_flags(p)
+                .ok_or_else(|| self.err("linux.rootfsPropagation", format!("unknown propagation {p:?}")))?;
         }
         if (self.spec.hostname().is_some() || self.spec.domainname().is_some())
             && !kinds.contains(&LinuxNamespaceType::Uts)
         {
-            let field = if self.spec.hostname().is_some() {
-                "hostname"
-            } else {
-                "domainname"
-            };
-            return Err(self.err(
-                field,
-                "setting it needs a UTS namespace in linux.namespaces",
-            ));
+            let field = if self.spec.hostname().is_some() { "hostname" } else { "domainname" };
+            return Err(self.err(field, "setting it needs a UTS namespace in linux.namespaces"));
         }
         for (key, _) in linux.sysctl().iter().flatten() {
             if key.contains('/') || key.contains("..") {
@@ -234,10 +196,9 @@ impl Config {
         }
         for (i, d) in linux.devices().iter().flatten().enumerate() {
             if !d.path().is_absolute() {
-                return Err(self.err(
-                    format!("linux.devices[{i}].path"),
-                    format!("{:?} is not absolute", d.path()),
-                ));
+                return Err(
+                    self.err(format!("linux.devices[{i}].path"), format!("{:?} is not absolute", d.path()))
+                );
             }
         }
         Ok(())
@@ -258,9 +219,7 @@ impl Config {
     }
 
     pub fn new_namespace(&self, typ: LinuxNamespaceType) -> bool {
-        self.namespaces()
-            .iter()
-            .any(|(t, p)| *t == typ && p.is_none())
+        self.namespaces().iter().any(|(t, p)| *t == typ && p.is_none())
     }
 
     pub fn has_namespace(&self, typ: LinuxNamespaceType) -> bool {
@@ -273,11 +232,7 @@ pub fn parse(reader: impl std::io::Read) -> std::result::Result<Spec, (String, S
     let mut de = serde_json::Deserializer::from_reader(reader);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." {
-            "(document)".to_string()
-        } else {
-            path
-        };
+        let field = if path == "." { "(document)".to_string() } else { path };
         (field, e.into_inner().to_string())
     })
 }

@@ -56,24 +56,30 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
         log::debug!("terminal without console socket: the caller relays the pty");
     }
     let dir = StateDir::create(&opts.root, &opts.id)?;
-    let mut cleanup = Cleanup {
-        dir: Some(dir),
-        cgroup: None,
-    };
     let linux = config.spec.linux().as_ref();
     let cg_path = Cgroup::path_for(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id);
+    let mut state = State {
+        id: opts.id.clone(),
+        status: Status::Creating,
+        pid: 0,
+        pid_start: 0,
+        bundle: config.bundle.clone(),
+        rootfs: config.rootfs.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        owner: owner_name(),
+        cgroup: cg_path.clone(),
+        annotations: config.spec.annotations().clone().unwrap_or_default(),
+    };
+    let mut cleanup = Cleanup { dir: Some(dir), cgroup: None };
+    // Should this process die half-way, `delete` learns from this which cgroup to remove.
+    cleanup.dir.as_ref().expect("set").save(&state)?;
     let resources = Cgroup::resources_with_devices(
         linux.and_then(|l| l.resources().as_ref()),
-        linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default(),
+        linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),
     );
-    let cgroup = cleanup
-        .cgroup
-        .insert(Cgroup::create(&cg_path, Some(&resources), &config.file)?);
+    let cgroup = cleanup.cgroup.insert(Cgroup::create(&cg_path, Some(&resources), &config.file)?);
     let sock_path = cleanup.dir.as_ref().expect("set").start_socket();
-    let listener =
-        UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
+    let listener = UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
 
     let spawned = process::spawn(SpawnRequest {
         config,
@@ -88,18 +94,9 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
             stage: "init".into(),
             message: "exited right after setup".into(),
         })?;
-        let state = State {
-            id: opts.id.clone(),
-            status: Status::Created,
-            pid: init.as_raw(),
-            pid_start,
-            bundle: config.bundle.clone(),
-            rootfs: config.rootfs.clone(),
-            created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-            owner: owner_name(),
-            cgroup: cg_path.clone(),
-            annotations: config.spec.annotations().clone().unwrap_or_default(),
-        };
+        state.status = Status::Created;
+        state.pid = init.as_raw();
+        state.pid_start = pid_start;
         let dir = cleanup.dir.as_ref().expect("set");
         dir.save(&state)?;
         if let Some(p) = &opts.pid_file {
@@ -111,15 +108,12 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
                 .map_err(|e| Error::Usage(format!("--console-socket: {e}")))?;
             console = None;
         }
-        Ok((state, console))
+        Ok(console)
     })();
     match result {
-        Ok((state, console)) => {
+        Ok(console) => {
             let dir = cleanup.disarm();
-            Ok(Created {
-                container: Container { state, dir },
-                console,
-            })
+            Ok(Created { container: Container { state, dir }, console })
         }
         Err(e) => {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
@@ -161,12 +155,28 @@ impl Drop for Cleanup {
 impl Container {
     /// Loads and locks a container; the lock is held until the value is dropped.
     pub fn load(root: &Path, id: &str) -> Result<Container> {
-        let dir = StateDir::open(root, id)?;
-        let state = dir.load(id)?.ok_or_else(|| Error::BadState {
-            id: id.to_string(),
-            status: Status::Creating.to_string(),
-            message: "it has no state yet (a create in progress, or one that died: delete --force removes it)".into(),
-        })?;
+        Self::from_dir(StateDir::open(root, id)?)
+    }
+
+    /// Like `load`, but `None` when another command holds the container right now.
+    pub fn try_load(root: &Path, id: &str) -> Result<Option<Container>> {
+        StateDir::try_open(root, id)?.map(Self::from_dir).transpose()
+    }
+
+    fn from_dir(dir: StateDir) -> Result<Container> {
+        // A directory without state.json: a create that died before its first write.
+        let state = dir.load()?.unwrap_or_else(|| State {
+            id: dir.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            status: Status::Creating,
+            pid: 0,
+            pid_start: 0,
+            bundle: PathBuf::new(),
+            rootfs: PathBuf::new(),
+            created: String::new(),
+            owner: String::new(),
+            cgroup: String::new(),
+            annotations: Default::default(),
+        });
         Ok(Container { state, dir })
     }
 
@@ -174,15 +184,19 @@ impl Container {
         &self.state.id
     }
 
-    /// The status as it is now: a stored status, unless init is gone.
+    /// The status as it is now: a stored status, unless init is gone. We hold the lock, so a
+    /// stored `Creating` is a create that died: it shows as stopped, and delete cleans it.
     pub fn status(&self) -> Status {
-        if !self.init_alive() {
+        if self.state.pid <= 0 || !self.init_alive() {
             return Status::Stopped;
         }
         self.state.status
     }
 
     fn init_alive(&self) -> bool {
+        if self.state.pid <= 0 {
+            return false;
+        }
         let Ok(stat) = procfs::process::Process::new(self.state.pid).and_then(|p| p.stat()) else {
             return false;
         };
@@ -203,18 +217,13 @@ impl Container {
             return Err(self.bad_state("only a created container can be started"));
         }
         let sock = self.dir.start_socket();
-        let mut conn =
-            UnixStream::connect(&sock).context(|| format!("connect {}", sock.display()))?;
-        conn.write_all(process::init::START)
-            .context(|| "release init".to_string())?;
+        let mut conn = UnixStream::connect(&sock).context(|| format!("connect {}", sock.display()))?;
+        conn.write_all(process::init::START).context(|| "release init".to_string())?;
         // init closes the connection by exec (it is close-on-exec) or writes why exec failed.
         let mut reply = String::new();
         let _ = conn.read_to_string(&mut reply);
         if !reply.is_empty() {
-            return Err(Error::Stage {
-                stage: "init".into(),
-                message: reply,
-            });
+            return Err(Error::Stage { stage: "init".into(), message: reply });
         }
         self.state.status = Status::Running;
         self.dir.save(&self.state)?;
@@ -240,8 +249,7 @@ impl Container {
     /// Signals init through a pidfd opened and then checked against the saved start time, so a
     /// recycled pid is never hit.
     fn signal_init(&self, sig: Signal) -> Result<()> {
-        let pidfd =
-            pidfd_open(self.state.pid).context(|| format!("pidfd_open {}", self.state.pid))?;
+        let pidfd = pidfd_open(self.state.pid).context(|| format!("pidfd_open {}", self.state.pid))?;
         if !self.init_alive() {
             return Err(self.bad_state("container not running"));
         }
@@ -265,7 +273,11 @@ impl Container {
     }
 
     pub fn cgroup(&self) -> Cgroup {
-        Cgroup::open(&self.state.cgroup)
+        let path = match self.state.cgroup.as_str() {
+            "" => Cgroup::path_for(None, &self.state.id),
+            p => p.to_string(),
+        };
+        Cgroup::open(&path)
     }
 
     /// Removes a container. A created or stopped one goes as is (a created init is killed, as
@@ -275,11 +287,7 @@ impl Container {
         match status {
             Status::Stopped | Status::Created => {}
             _ if force => {}
-            _ => {
-                return Err(
-                    self.bad_state("cannot delete a container that is not stopped (use --force)")
-                )
-            }
+            _ => return Err(self.bad_state("cannot delete a container that is not stopped (use --force)")),
         }
         self.destroy()
     }
@@ -317,33 +325,13 @@ impl Container {
     }
 }
 
-/// Removes a container whose create died before writing state (`delete --force` on it).
-pub fn remove_stale(root: &Path, id: &str) -> Result<()> {
-    let dir = StateDir::open(root, id)?;
-    if dir.load(id)?.is_some() {
-        return Err(Error::Usage(format!(
-            "container \"{id}\" has state; use delete"
-        )));
-    }
-    let cg = Cgroup::open(&Cgroup::path_for(None, id));
-    cg.destroy(KILL_TIMEOUT)?;
-    dir.remove()
-}
-
 fn start_time(pid: Pid) -> Option<u64> {
-    procfs::process::Process::new(pid.as_raw())
-        .and_then(|p| p.stat())
-        .ok()
-        .map(|s| s.starttime)
+    procfs::process::Process::new(pid.as_raw()).and_then(|p| p.stat()).ok().map(|s| s.starttime)
 }
 
 fn owner_name() -> String {
     let uid = nix::unistd::geteuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }
 
 pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {

@@ -9,11 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The bundle's config.json (or an option standing for a field of it) is wrong.
     #[error("{file}: {field}: {message}")]
-    Config {
-        file: PathBuf,
-        field: String,
-        message: String,
-    },
+    Config { file: PathBuf, field: String, message: String },
 
     /// A process stage failed while building the container.
     #[error("container setup failed in stage {stage}: {message}")]
@@ -30,11 +26,7 @@ pub enum Error {
 
     /// The container is in a state that does not allow the operation.
     #[error("container \"{id}\" is {status}: {message}")]
-    BadState {
-        id: String,
-        status: String,
-        message: String,
-    },
+    BadState { id: String, status: String, message: String },
 
     #[error("{0}")]
     Usage(String),
@@ -58,16 +50,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn config(
-        file: impl Into<PathBuf>,
-        field: impl Into<String>,
-        message: impl ToString,
-    ) -> Self {
-        Error::Config {
-            file: file.into(),
-            field: field.into(),
-            message: message.to_string(),
-        }
+    pub fn config(file: impl Into<PathBuf>, field: impl Into<String>, message: impl ToString) -> Self {
+        Error::Config { file: file.into(), field: field.into(), message: message.to_string() }
     }
 }
 
@@ -78,18 +62,12 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: what(),
-            source,
-        })
+        self.map_err(|source| Error::Io { context: what(), source })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, nix::Error> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Sys {
-            context: what(),
-            source,
-        })
+        self.map_err(|source| Error::Sys { context: what(), source })
     }
 }

@@ -30,10 +30,7 @@ impl Program {
             check_executable(&p)?;
             p
         } else {
-            let search = env
-                .iter()
-                .find_map(|kv| kv.strip_prefix("PATH="))
-                .unwrap_or(DEFAULT_PATH);
+            let search = env.iter().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
             search
                 .split(':')
                 .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
@@ -75,7 +72,7 @@ fn home_of(uid: u32) -> String {
 }
 
 /// Replaces this process with the program; returns only on failure.
-pub fn execve(prog: &Program, _config: &crate::config::Config) -> nix::Error {
+pub fn execve(prog: &Program) -> nix::Error {
     let path = match CString::new(OsStr::as_bytes(prog.path.as_os_str())) {
         Ok(p) => p,
         Err(_) => return nix::Error::EINVAL,

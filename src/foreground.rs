@@ -77,10 +77,7 @@ impl RawMode {
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
         termios::tcsetattr(fd, SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode {
-            fd: fd.as_raw_fd(),
-            saved,
-        })
+        Some(RawMode { fd: fd.as_raw_fd(), saved })
     }
 }
 
@@ -124,11 +121,7 @@ pub fn supervise(init: Pid, console: Option<OwnedFd>, signals: SignalGuard) -> R
             }
         }
         // Once init is gone, only drain what the pty still holds.
-        let timeout = if code.is_some() {
-            PollTimeout::ZERO
-        } else {
-            PollTimeout::NONE
-        };
+        let timeout = if code.is_some() { PollTimeout::ZERO } else { PollTimeout::NONE };
         match poll(&mut fds, timeout) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e).context(|| "poll".into()),
@@ -145,9 +138,7 @@ pub fn supervise(init: Pid, console: Option<OwnedFd>, signals: SignalGuard) -> R
                 match sig {
                     Signal::SIGCHLD => {}
                     Signal::SIGWINCH => {
-                        if let (Some(m), Some((r, c))) =
-                            (&console, crate::terminal::size_of(stdin.as_fd()))
-                        {
+                        if let (Some(m), Some((r, c))) = (&console, crate::terminal::size_of(stdin.as_fd())) {
                             let _ = crate::terminal::resize(m.as_fd(), r, c);
                         }
                     }

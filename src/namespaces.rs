@@ -17,10 +17,7 @@ pub fn check_type(fd: RawFd, typ: LinuxNamespaceType) -> Result<(), String> {
     // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor.
     let got = unsafe { libc::ioctl(fd, NS_GET_NSTYPE as _) };
     if got < 0 {
-        return Err(format!(
-            "not a namespace file ({})",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("not a namespace file ({})", std::io::Error::last_os_error()));
     }
     if got != typ as libc::c_int {
         return Err(format!("is not a {typ} namespace"));

@@ -31,7 +31,7 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<(), String> {
         setrlimit(res, rl.soft(), rl.hard()).map_err(|e| {
             let hint = match getrlimit(res) {
                 Ok((_, hard)) if e == nix::errno::Errno::EPERM && rl.hard() > hard => format!(
-                    " (the hard limit here is {hard}; raising it needs CAP_SYS_RESOURCE, which this runtime does not have)"
+                    " (the hard limit here is {hard}; raising it needs CAP_SYS_RESOURCE in the initial user namespace, which hutch lacks here)"
                 ),
                 _ => String::new(),
             };

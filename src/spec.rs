@@ -7,11 +7,7 @@ use serde_json::{json, Value};
 /// masked and read-only paths, and a small capability set.
 pub fn default_spec() -> Spec {
     let mut spec = Spec::default();
-    spec.set_version(
-        oci_spec::runtime::VERSION
-            .trim_end_matches("-dev")
-            .to_string(),
-    );
+    spec.set_version(oci_spec::runtime::VERSION.trim_end_matches("-dev").to_string());
     spec.set_hostname(Some("hutch".into()));
     if let Some(p) = spec.process_mut().as_mut() {
         p.set_terminal(Some(true));
@@ -88,10 +84,7 @@ const MOUNT_OPTIONS: &[&str] = &[
 
 /// The runtime-spec features document: only what hutch really does.
 pub fn features() -> Value {
-    let caps: Vec<String> = caps::runtime::thread_all_supported()
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let caps: Vec<String> = caps::runtime::thread_all_supported().iter().map(|c| c.to_string()).collect();
     let mut caps = caps;
     caps.sort();
     json!({

@@ -20,8 +20,8 @@ const STATE_FILE: &str = "state.json";
 /// The socket init listens on until `start`.
 pub const START_SOCKET: &str = "notify.sock";
 
-/// The lifecycle states of the OCI runtime spec. `Creating` is never stored: a directory without
-/// state.json is a create in progress (or one that died: `delete --force` cleans it).
+/// The lifecycle states of the OCI runtime spec. `Creating` is stored when a create begins, so
+/// that a create that dies half-way still says which cgroup to clean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -49,7 +49,8 @@ impl std::fmt::Display for Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub id: String,
-    /// `Created` until start succeeds, then `Running`; `Stopped` is never stored, it is seen.
+    /// `Creating`, `Created` until start succeeds, then `Running`; `Stopped` is never stored, it
+    /// is seen.
     pub status: Status,
     pub pid: i32,
     /// The init's start time in clock ticks after boot (/proc/<pid>/stat field 22).
@@ -76,18 +77,12 @@ pub fn check_id(id: &str) -> Result<()> {
         "not a name"
     } else if id.len() > 1024 {
         "longer than 1024 bytes"
-    } else if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
-    {
+    } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b)) {
         "only letters, digits, '_', '+', '-' and '.' are allowed"
     } else {
         return Ok(());
     };
-    Err(Error::InvalidId {
-        id: id.to_string(),
-        why,
-    })
+    Err(Error::InvalidId { id: id.to_string(), why })
 }
 
 impl StateDir {
@@ -105,40 +100,48 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::Exists(id.to_string()))
             }
-            Err(e) => {
-                return Err(Error::Io {
-                    context: format!("create {}", dir.display()),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(Error::Io { context: format!("create {}", dir.display()), source: e }),
         }
-        Self::lock(dir)
+        Ok(Self::lock(dir, FlockArg::LockExclusive)?.expect("a blocking lock is always taken"))
     }
 
-    /// Opens and locks an existing container's directory.
+    /// Opens and locks an existing container's directory, waiting for another command on it.
     pub fn open(root: &Path, id: &str) -> Result<StateDir> {
+        Self::open_with(root, id, FlockArg::LockExclusive)?.ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// Like `open`, but `None` at once when another command holds the container.
+    pub fn try_open(root: &Path, id: &str) -> Result<Option<StateDir>> {
+        Self::open_with(root, id, FlockArg::LockExclusiveNonblock)
+    }
+
+    fn open_with(root: &Path, id: &str, how: FlockArg) -> Result<Option<StateDir>> {
         check_id(id)?;
         let dir = root.join(id);
-        let sd = match Self::lock(dir) {
+        let sd = match Self::lock(dir, how) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(id.to_string()))
             }
             r => r?,
         };
-        // The holder before us may have deleted it while we waited.
-        if !sd.dir.exists() {
-            return Err(Error::NotFound(id.to_string()));
+        let Some(sd) = sd else { return Ok(None) };
+        // While we waited, the holder may have deleted the container, and another with the same
+        // id may have been created: the directory we locked must still be the one at the path.
+        use std::os::unix::fs::MetadataExt;
+        let locked = sd._lock.metadata().context(|| format!("stat {}", sd.dir.display()))?;
+        match fs::metadata(&sd.dir) {
+            Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => Ok(Some(sd)),
+            _ => Err(Error::NotFound(id.to_string())),
         }
-        Ok(sd)
     }
 
-    fn lock(dir: PathBuf) -> Result<StateDir> {
+    fn lock(dir: PathBuf, how: FlockArg) -> Result<Option<StateDir>> {
         let f = File::open(&dir).context(|| format!("open {}", dir.display()))?;
-        let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::Sys {
-            context: format!("lock {}", dir.display()),
-            source: e,
-        })?;
-        Ok(StateDir { dir, _lock: lock })
+        match Flock::lock(f, how) {
+            Ok(lock) => Ok(Some(StateDir { dir, _lock: lock })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(Error::Sys { context: format!("lock {}", dir.display()), source: e }),
+        }
     }
 
     /// The start socket, named through our descriptor of the directory: a unix socket path
@@ -146,29 +149,17 @@ impl StateDir {
     /// not always.
     pub fn start_socket(&self) -> PathBuf {
         use std::os::fd::AsRawFd;
-        PathBuf::from(format!(
-            "/proc/self/fd/{}/{START_SOCKET}",
-            self._lock.as_raw_fd()
-        ))
+        PathBuf::from(format!("/proc/self/fd/{}/{START_SOCKET}", self._lock.as_raw_fd()))
     }
 
-    pub fn load(&self, id: &str) -> Result<Option<State>> {
+    pub fn load(&self) -> Result<Option<State>> {
         let path = self.dir.join(STATE_FILE);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::Io {
-                    context: format!("{}", path.display()),
-                    source: e.into(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = id;
-                Ok(None)
-            }
-            Err(e) => Err(Error::Io {
-                context: format!("read {}", path.display()),
-                source: e,
-            }),
+                .map_err(|e| Error::Io { context: format!("{}", path.display()), source: e.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io { context: format!("read {}", path.display()), source: e }),
         }
     }
 
@@ -182,8 +173,7 @@ impl StateDir {
             .mode(0o600)
             .open(&tmp)
             .context(|| format!("write {}", tmp.display()))?;
-        f.write_all(&bytes)
-            .context(|| format!("write {}", tmp.display()))?;
+        f.write_all(&bytes).context(|| format!("write {}", tmp.display()))?;
         fs::rename(&tmp, self.dir.join(STATE_FILE)).context(|| format!("rename {}", tmp.display()))
     }
 
@@ -192,20 +182,14 @@ impl StateDir {
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Io {
-                context: format!("remove {}", self.dir.display()),
-                source: e,
-            }),
+            Err(e) => Err(Error::Io { context: format!("remove {}", self.dir.display()), source: e }),
         }
     }
 }
 
 /// Writes `content` to `path` atomically (temp file + rename), as for --pid-file.
 pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     fs::write(&tmp, content).context(|| format!("write {}", tmp.display()))?;
     fs::rename(&tmp, path).context(|| format!("rename to {}", path.display()))
@@ -216,12 +200,7 @@ pub fn ids(root: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("read {}", root.display()),
-                source: e,
-            })
-        }
+        Err(e) => return Err(Error::Io { context: format!("read {}", root.display()), source: e }),
     };
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())

@@ -23,22 +23,15 @@ pub fn setup_pty(size: Option<oci_spec::runtime::Box>) -> Result<OwnedFd, String
     grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
     unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
     let name = ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
-    let slave = nix::fcntl::open(
-        Path::new(&name),
-        OFlag::O_RDWR | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| format!("open {name}: {e}"))?;
+    let slave =
+        nix::fcntl::open(Path::new(&name), OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(|e| format!("open {name}: {e}"))?;
     if let Some(b) = size {
-        resize(slave.as_fd(), b.height() as u16, b.width() as u16)
-            .map_err(|e| format!("set size: {e}"))?;
+        resize(slave.as_fd(), b.height() as u16, b.width() as u16).map_err(|e| format!("set size: {e}"))?;
     }
     // SAFETY: TIOCSCTTY with arg 0 on a tty we opened; we are a session leader.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-        return Err(format!(
-            "make {name} the controlling terminal: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("make {name} the controlling terminal: {}", std::io::Error::last_os_error()));
     }
     dup2_stdin(&slave).map_err(|e| format!("dup2: {e}"))?;
     nix::unistd::dup2_stdout(&slave).map_err(|e| format!("dup2: {e}"))?;
@@ -48,23 +41,13 @@ pub fn setup_pty(size: Option<oci_spec::runtime::Box>) -> Result<OwnedFd, String
 }
 
 pub fn resize(tty: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
-    let ws = Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let ws = Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ reads one Winsize.
     unsafe { set_winsize(tty.as_raw_fd(), &ws) }.map(drop)
 }
 
 pub fn size_of(tty: BorrowedFd<'_>) -> Option<(u16, u16)> {
-    let mut ws = Winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let mut ws = Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCGWINSZ writes one Winsize.
     unsafe { get_winsize(tty.as_raw_fd(), &mut ws) }.ok()?;
     Some((ws.ws_row, ws.ws_col))
@@ -72,13 +55,8 @@ pub fn size_of(tty: BorrowedFd<'_>) -> Option<(u16, u16)> {
 
 /// Sends the pty master to the unix socket at `path`, as runc does for `--console-socket`.
 pub fn send_to_socket(path: &Path, master: BorrowedFd<'_>) -> Result<(), String> {
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("socket: {e}"))?;
+    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| format!("socket: {e}"))?;
     let addr = UnixAddr::new(path).map_err(|e| format!("{}: {e}", path.display()))?;
     connect(sock.as_raw_fd(), &addr).map_err(|e| format!("connect {}: {e}", path.display()))?;
     let name = b"/dev/ptmx";

@@ -27,14 +27,8 @@ fn user_group_and_additional_gids() {
     assert_eq!(lines[0], "1000");
     assert_eq!(lines[1], "1000");
     let groups: Vec<&str> = lines[2].split_whitespace().collect();
-    assert!(
-        groups.contains(&"10") && groups.contains(&"20"),
-        "{groups:?}"
-    );
-    assert!(
-        !groups.contains(&"0"),
-        "host root's group leaked: {groups:?}"
-    );
+    assert!(groups.contains(&"10") && groups.contains(&"20"), "{groups:?}");
+    assert!(!groups.contains(&"0"), "host root's group leaked: {groups:?}");
 }
 
 #[test]
@@ -94,10 +88,7 @@ fn bind_mount_read_only() {
 fn masked_paths_read_empty() {
     let mut f = Fixture::new("wc -c < /etc/secret; ls /proc/scsi 2>/dev/null | wc -l");
     std::fs::write(f.rootfs().join("etc/secret"), "top secret\n").unwrap();
-    f.config["linux"]["maskedPaths"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!("/etc/secret"));
+    f.config["linux"]["maskedPaths"].as_array_mut().unwrap().push(json!("/etc/secret"));
     let out = f.run_ok();
     let lines: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(lines, ["0", "0"], "{out}");
@@ -125,44 +116,24 @@ fn readonly_root() {
 #[test]
 fn time_namespace_offsets_show_in_uptime() {
     let mut f = Fixture::new("cut -d. -f1 /proc/uptime");
-    f.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "time"}));
+    f.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
     f.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1000000, "nanosecs": 0}});
     let up: u64 = f.run_ok().trim().parse().unwrap();
-    let host: f64 = std::fs::read_to_string("/proc/uptime")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        up >= 1_000_000 + host as u64 - 5,
-        "uptime {up} vs host {host}"
-    );
+    let host: f64 =
+        std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(up >= 1_000_000 + host as u64 - 5, "uptime {up} vs host {host}");
 }
 
 #[test]
 fn user_namespace_maps_ids() {
     let mut f = Fixture::new("cat /proc/self/uid_map /proc/self/gid_map; id -u");
-    f.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
+    f.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
     f.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     f.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     // A fresh cgroup mount is not allowed from a user namespace on v1.
-    f.config["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|m| m["type"] != "cgroup");
+    f.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
     let out = f.run_ok();
-    let rows: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows[0], ["0", "200000", "65536"]);
     assert_eq!(rows[1], ["0", "200000", "65536"]);
     assert_eq!(rows[2], ["0"]);
@@ -170,30 +141,18 @@ fn user_namespace_maps_ids() {
 
 #[test]
 fn joins_an_existing_network_namespace() {
-    let mut holder = std::process::Command::new("unshare")
-        .args(["--net", "sleep", "60"])
-        .spawn()
-        .unwrap();
+    let mut holder = std::process::Command::new("unshare").args(["--net", "sleep", "60"]).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     let ns = format!("/proc/{}/ns/net", holder.id());
     let want = std::fs::read_link(&ns).unwrap();
     let mut f = Fixture::new("readlink /proc/self/ns/net");
     drop_namespace(&mut f.config, "network");
-    f.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "network", "path": ns}));
+    f.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "network", "path": ns}));
     let out = f.run_ok();
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(out.trim(), want.to_str().unwrap());
-    assert_ne!(
-        out.trim(),
-        std::fs::read_link("/proc/self/ns/net")
-            .unwrap()
-            .to_str()
-            .unwrap()
-    );
+    assert_ne!(out.trim(), std::fs::read_link("/proc/self/ns/net").unwrap().to_str().unwrap());
 }
 
 #[test]
@@ -206,10 +165,7 @@ fn new_network_namespace_has_only_loopback() {
 fn rlimits_are_applied() {
     let mut f = Fixture::new("ulimit -Sn; ulimit -Hn");
     f.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]);
-    assert_eq!(
-        f.run_ok().split_whitespace().collect::<Vec<_>>(),
-        ["100", "200"]
-    );
+    assert_eq!(f.run_ok().split_whitespace().collect::<Vec<_>>(), ["100", "200"]);
 }
 
 #[test]
@@ -217,15 +173,9 @@ fn umask_cwd_and_env() {
     let mut f = Fixture::new("umask; pwd; echo $GREETING; echo $HOME");
     f.config["process"]["user"]["umask"] = json!(0o027);
     f.config["process"]["cwd"] = json!("/work/dir");
-    f.config["process"]["env"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!("GREETING=hi there"));
+    f.config["process"]["env"].as_array_mut().unwrap().push(json!("GREETING=hi there"));
     let out = f.run_ok();
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        ["0027", "/work/dir", "hi there", "/root"]
-    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0027", "/work/dir", "hi there", "/root"]);
 }
 
 #[test]
@@ -251,18 +201,10 @@ fn config_devices_are_created() {
 fn default_devices_and_symlinks() {
     let mut f = Fixture::new("ls /dev; readlink /dev/fd; readlink /dev/ptmx");
     let out = f.run_ok();
-    for d in [
-        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "stdin",
-    ] {
-        assert!(
-            out.split_whitespace().any(|w| w == d),
-            "/dev/{d} missing: {out}"
-        );
+    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "stdin"] {
+        assert!(out.split_whitespace().any(|w| w == d), "/dev/{d} missing: {out}");
     }
-    assert!(
-        out.contains("/proc/self/fd") && out.contains("pts/ptmx"),
-        "{out}"
-    );
+    assert!(out.contains("/proc/self/fd") && out.contains("pts/ptmx"), "{out}");
 }
 
 #[test]
@@ -291,4 +233,51 @@ fn cgroup_mount_shows_the_container_cgroup_only() {
         assert!(line.ends_with(":/"), "{line}");
     }
     assert!(out.contains("memory") && out.contains("pids"), "{out}");
+}
+
+#[test]
+fn rootfs_propagation_private() {
+    let mut f = Fixture::new("awk '$5 == \"/\"' /proc/self/mountinfo");
+    f.config["linux"]["rootfsPropagation"] = json!("private");
+    let out = f.run_ok();
+    assert!(!out.contains("shared:") && !out.contains("master:"), "{out}");
+}
+
+#[test]
+fn mount_propagation_option() {
+    let mut f = Fixture::new("grep ' /mnt/shared ' /proc/self/mountinfo");
+    f.config["mounts"].as_array_mut().unwrap().push(json!(
+        {"destination": "/mnt/shared", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]}
+    ));
+    assert!(f.run_ok().contains("shared:"));
+}
+
+#[test]
+fn no_pivot_runs_in_the_rootfs() {
+    let mut f = Fixture::new("ls /; test -e /root/.cargo && echo HOST-VISIBLE; true");
+    f.write_config();
+    let id = f.id();
+    let out = f.hutch(&["run", "--no-pivot", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("bin") && !text.contains("HOST-VISIBLE"), "{text}");
+}
+
+#[test]
+fn user_namespace_sharing_the_host_network() {
+    // A fresh sysfs is refused here; the host's is bound read-only instead. Devices are binds.
+    let mut f = Fixture::new(
+        "ls /sys/class/net | grep -c lo; echo x > /sys/kernel/x 2>&1; cat /etc/passwd > /dev/full; true",
+    );
+    drop_namespace(&mut f.config, "network");
+    f.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    f.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    f.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    f.config["linux"]["devices"] = json!([{"path": "/dev/full", "type": "c", "major": 1, "minor": 7}]);
+    f.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    let (code, out, err) = f.run();
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.starts_with("1\n"), "{out}");
+    assert!(err.contains("Read-only file system") || err.contains("Permission denied"), "{err}");
+    assert!(err.contains("No space left on device"), "the host's /dev/full is bound: {err}");
 }

@@ -39,11 +39,7 @@ fn create_start_kill_delete() {
 
     let again = f.hutch(&["start", &id]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("only a created container can be started"),
-        "{}",
-        stderr(&again)
-    );
+    assert!(stderr(&again).contains("only a created container can be started"), "{}", stderr(&again));
 
     let busy = f.hutch(&["delete", &id]);
     assert_eq!(busy.status.code(), Some(1));
@@ -59,11 +55,7 @@ fn create_start_kill_delete() {
     f.assert_clean(&id);
     let gone = f.hutch(&["state", &id]);
     assert_eq!(gone.status.code(), Some(1));
-    assert!(
-        stderr(&gone).contains("does not exist"),
-        "{}",
-        stderr(&gone)
-    );
+    assert!(stderr(&gone).contains("does not exist"), "{}", stderr(&gone));
 }
 
 fn wait_for(cond: impl Fn() -> bool) {
@@ -81,16 +73,12 @@ fn delete_of_created_container_kills_its_init() {
     let mut f = Fixture::new("echo never");
     f.write_config();
     let id = f.id();
-    assert!(f
-        .hutch(&["create", "--bundle", f.bundle.to_str().unwrap(), &id])
-        .status
-        .success());
+    assert!(f.hutch(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]).status.success());
     let pid = f.state(&id)["pid"].as_i64().unwrap();
     assert!(f.hutch(&["delete", &id]).status.success());
     f.assert_clean(&id);
-    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false);
+    let alive =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false);
     assert!(!alive, "init {pid} survived delete");
 }
 
@@ -100,33 +88,11 @@ fn kill_all_reaches_escaped_processes() {
     let mut f = Fixture::new("setsid sh -c 'sleep 1000' & sleep 1000");
     f.write_config();
     let id = f.id();
-    assert!(f
-        .hutch(&[
-            "run",
-            "--detach",
-            "--bundle",
-            f.bundle.to_str().unwrap(),
-            &id
-        ])
-        .status
-        .success());
-    let cg = common::cgroup_dirs(&id)
-        .into_iter()
-        .find(|d| d.starts_with("/sys/fs/cgroup/pids"))
-        .unwrap();
-    wait_for(|| {
-        std::fs::read_to_string(cg.join("cgroup.procs"))
-            .unwrap()
-            .lines()
-            .count()
-            >= 2
-    });
+    assert!(f.hutch(&["run", "--detach", "--bundle", f.bundle.to_str().unwrap(), &id]).status.success());
+    let cg = common::cgroup_dirs(&id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/pids")).unwrap();
+    wait_for(|| std::fs::read_to_string(cg.join("cgroup.procs")).unwrap().lines().count() >= 2);
     assert!(f.hutch(&["kill", "--all", &id, "KILL"]).status.success());
-    wait_for(|| {
-        std::fs::read_to_string(cg.join("cgroup.procs"))
-            .map(|s| s.is_empty())
-            .unwrap_or(true)
-    });
+    wait_for(|| std::fs::read_to_string(cg.join("cgroup.procs")).map(|s| s.is_empty()).unwrap_or(true));
     assert!(f.hutch(&["delete", &id]).status.success());
     f.assert_clean(&id);
 }
@@ -143,9 +109,8 @@ fn foreground_run_passes_exit_codes() {
 
 #[test]
 fn foreground_run_forwards_signals() {
-    let mut f = Fixture::new(
-        "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.05; done",
-    );
+    let mut f =
+        Fixture::new("trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.05; done");
     f.write_config();
     let id = f.id();
     let mut child = f
@@ -157,11 +122,8 @@ fn foreground_run_forwards_signals() {
     let mut buf = [0u8; 6];
     std::io::Read::read_exact(&mut out, &mut buf).unwrap();
     assert_eq!(&buf, b"ready\n");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
@@ -174,18 +136,10 @@ fn list_shows_containers() {
     let mut f = Fixture::new("sleep 1000");
     f.write_config();
     let id = f.id();
-    assert!(f
-        .hutch(&["create", "--bundle", f.bundle.to_str().unwrap(), &id])
-        .status
-        .success());
+    assert!(f.hutch(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]).status.success());
     let table = String::from_utf8(f.hutch(&["list"]).stdout).unwrap();
     assert!(table.starts_with("ID"), "{table}");
-    assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with(&id) && l.contains("created")),
-        "{table}"
-    );
+    assert!(table.lines().any(|l| l.starts_with(&id) && l.contains("created")), "{table}");
     let json: serde_json::Value =
         serde_json::from_slice(&f.hutch(&["list", "--format", "json"]).stdout).unwrap();
     assert_eq!(json[0]["id"], id.as_str());
@@ -197,10 +151,7 @@ fn concurrent_commands_keep_state_consistent() {
     let mut f = Fixture::new("sleep 1000");
     f.write_config();
     let id = f.id();
-    assert!(f
-        .hutch(&["create", "--bundle", f.bundle.to_str().unwrap(), &id])
-        .status
-        .success());
+    assert!(f.hutch(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]).status.success());
     let readers: Vec<_> = (0..8)
         .map(|_| {
             let (root, id) = (f.root.clone(), id.clone());
@@ -215,25 +166,16 @@ fn concurrent_commands_keep_state_consistent() {
             })
         })
         .collect();
-    let starters: Vec<_> = (0..3)
-        .map(|_| common::capture(f.cmd(&["start", &id])))
-        .collect();
+    let starters: Vec<_> = (0..3).map(|_| common::capture(f.cmd(&["start", &id]))).collect();
     for r in readers {
         for out in r.join().unwrap() {
             assert!(out.status.success(), "{}", stderr(&out));
             let st: serde_json::Value =
                 serde_json::from_slice(&out.stdout).expect("state is always whole JSON");
-            assert!(
-                st["status"] == "created" || st["status"] == "running",
-                "{st}"
-            );
+            assert!(st["status"] == "created" || st["status"] == "running", "{st}");
         }
     }
-    assert_eq!(
-        starters.iter().filter(|o| o.status.success()).count(),
-        1,
-        "exactly one start wins"
-    );
+    assert_eq!(starters.iter().filter(|o| o.status.success()).count(), 1, "exactly one start wins");
     assert_eq!(f.state(&id)["status"], "running");
 }
 
@@ -247,17 +189,9 @@ fn duplicate_and_invalid_ids() {
     let dup = f.hutch(&["create", "--bundle", &b, &id]);
     assert_eq!(dup.status.code(), Some(1));
     assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
-    assert_eq!(
-        f.state(&id)["status"],
-        "created",
-        "the failed duplicate must not hurt the original"
-    );
+    assert_eq!(f.state(&id)["status"], "created", "the failed duplicate must not hurt the original");
     let bad = f.hutch(&["create", "--bundle", &b, "../escape"]);
-    assert!(
-        stderr(&bad).contains("invalid container id"),
-        "{}",
-        stderr(&bad)
-    );
+    assert!(stderr(&bad).contains("invalid container id"), "{}", stderr(&bad));
 }
 
 #[test]
@@ -265,10 +199,7 @@ fn spec_and_features() {
     let f = Fixture::new("true");
     let dir = f.dir.path().join("spec");
     std::fs::create_dir(&dir).unwrap();
-    assert!(f
-        .hutch(&["spec", "--bundle", dir.to_str().unwrap()])
-        .status
-        .success());
+    assert!(f.hutch(&["spec", "--bundle", dir.to_str().unwrap()]).status.success());
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["process"]["terminal"], json!(true));
@@ -276,15 +207,8 @@ fn spec_and_features() {
     let again = f.hutch(&["spec", "--bundle", dir.to_str().unwrap()]);
     assert!(!again.status.success());
     let feat: serde_json::Value = serde_json::from_slice(&f.hutch(&["features"]).stdout).unwrap();
-    assert!(feat["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("time")));
-    assert_eq!(
-        feat["linux"]["seccomp"]["enabled"],
-        json!(false),
-        "not claimed before it exists"
-    );
+    assert!(feat["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
+    assert_eq!(feat["linux"]["seccomp"]["enabled"], json!(false), "not claimed before it exists");
 }
 
 #[test]
@@ -330,10 +254,7 @@ fn console_socket_receives_the_pty_master() {
     let mut text = Vec::new();
     let _ = std::io::Read::read_to_end(&mut master, &mut text); // ends with EIO once the pty closes
     let text = String::from_utf8_lossy(&text);
-    assert!(
-        text.contains("/dev/pts/0") && text.contains("from-pty"),
-        "{text}"
-    );
+    assert!(text.contains("/dev/pts/0") && text.contains("from-pty"), "{text}");
 }
 
 #[test]
@@ -345,5 +266,27 @@ fn long_ids_work() {
     let out = f.hutch(&["run", "--bundle", f.bundle.to_str().unwrap(), &id]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "long\n");
+    f.assert_clean(&id);
+}
+
+#[test]
+fn a_create_that_dies_half_way_is_deleted_cleanly() {
+    let mut f = Fixture::new("sleep 1000");
+    f.write_config();
+    let id = f.id();
+    // Leave the state a killed `create` leaves: its directory with a `creating` state.json.
+    let dir = f.root.join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cg = common::cgroup_dirs(&id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/pids")).unwrap();
+    std::fs::create_dir_all(&cg).unwrap();
+    std::fs::write(
+        dir.join("state.json"),
+        json!({"id": id, "status": "creating", "pid": 0, "pid_start": 0, "bundle": f.bundle, "rootfs": f.rootfs(),
+               "created": "", "owner": "root", "cgroup": format!("hutch/{id}")}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(f.state(&id)["status"], "stopped");
+    let out = f.hutch(&["delete", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
     f.assert_clean(&id);
 }

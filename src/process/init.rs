@@ -56,10 +56,8 @@ pub(crate) fn run(
         exit(1)
     }
     drop(tx);
-    let Ok(mut conn) = wait_for_start(listener) else {
-        exit(1)
-    };
-    let err = exec::execve(&prog, config);
+    let Ok(mut conn) = wait_for_start(listener) else { exit(1) };
+    let err = exec::execve(&prog);
     let _ = conn.write_all(format!("exec {}: {err}", prog.path.display()).as_bytes());
     exit(127)
 }
@@ -77,8 +75,7 @@ fn steps(
 ) -> Result<exec::Program, String> {
     let process = config.process();
     // 1, 2
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|e| format!("set parent death signal: {e}"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set parent death signal: {e}"))?;
     setsid().map_err(|e| format!("setsid: {e}"))?;
 
     // 3, 4
@@ -87,8 +84,8 @@ fn steps(
 
     // 5
     if process.terminal() == Some(true) {
-        let master = terminal::setup_pty(process.console_size())
-            .map_err(|e| format!("process.terminal: {e}"))?;
+        let master =
+            terminal::setup_pty(process.console_size()).map_err(|e| format!("process.terminal: {e}"))?;
         tx.send_with_fds(&InitMsg::Console, &[master.as_fd()])
             .map_err(|e| format!("process.terminal: send console: {e}"))?;
     }
@@ -102,15 +99,9 @@ fn steps(
     }
 
     // 7, 8
-    for (key, value) in config
-        .spec
-        .linux()
-        .iter()
-        .flat_map(|l| l.sysctl().iter().flatten())
-    {
+    for (key, value) in config.spec.linux().iter().flat_map(|l| l.sysctl().iter().flatten()) {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value)
-            .map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
+        std::fs::write(&path, value).map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
     }
     rootfs::finish(config)?;
 
@@ -118,7 +109,7 @@ fn steps(
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
             let hint = if e.raw_os_error() == Some(libc::EACCES) {
-                " (lowering it needs CAP_SYS_RESOURCE, which this runtime does not have)"
+                " (lowering it needs CAP_SYS_RESOURCE in the initial user namespace, which hutch lacks here)"
             } else {
                 ""
             };
@@ -154,9 +145,7 @@ fn steps(
 fn wait_for_start(listener: OwnedFd) -> Result<std::os::unix::net::UnixStream, String> {
     let listener = UnixListener::from(listener);
     loop {
-        let (mut conn, _) = listener
-            .accept()
-            .map_err(|e| format!("wait for start: {e}"))?;
+        let (mut conn, _) = listener.accept().map_err(|e| format!("wait for start: {e}"))?;
         let mut buf = [0u8; 16];
         match conn.read(&mut buf) {
             Ok(n) if &buf[..n] == START => return Ok(conn),
@@ -182,14 +171,8 @@ fn close_on_exec_from(first: i32) -> Result<(), String> {
         .map_err(|e| format!("--preserve-fds: fd {fd}: {e}"))?;
     }
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if rc < 0 {
         return Err(format!("close_range: {}", std::io::Error::last_os_error()));
     }

@@ -53,12 +53,10 @@ fn steps(
             .map_err(|e| format!("linux.namespaces: unshare user: {e}"))?;
         ask(IntermediateMsg::NeedIdMaps)?;
         expect(MainMsg::IdMapsWritten)?;
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| {
-            format!("linux.gidMappings: become gid 0 (is container gid 0 mapped?): {e}")
-        })?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| {
-            format!("linux.uidMappings: become uid 0 (is container uid 0 mapped?): {e}")
-        })?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("linux.gidMappings: become gid 0 (is container gid 0 mapped?): {e}"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("linux.uidMappings: become uid 0 (is container uid 0 mapped?): {e}"))?;
     }
 
     let mut flags = CloneFlags::empty();
@@ -67,8 +65,7 @@ fn steps(
             flags |= clone_flag(typ);
         }
     }
-    namespaces::unshare_flags(flags)
-        .map_err(|e| format!("linux.namespaces: unshare {flags:?}: {e}"))?;
+    namespaces::unshare_flags(flags).map_err(|e| format!("linux.namespaces: unshare {flags:?}: {e}"))?;
     if config.new_namespace(LinuxNamespaceType::Time) {
         ask(IntermediateMsg::NeedTimeOffsets)?;
         expect(MainMsg::TimeOffsetsWritten)?;
@@ -77,13 +74,7 @@ fn steps(
     let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
     if pid == 0 {
         drop((ctx.joins, rx, tx));
-        init::run(
-            config,
-            ctx.start_listener,
-            init_tx,
-            ctx.no_pivot,
-            ctx.preserve_fds,
-        );
+        init::run(config, ctx.start_listener, init_tx, ctx.no_pivot, ctx.preserve_fds);
     }
     ask(IntermediateMsg::InitPid(pid))
 }
@@ -105,18 +96,11 @@ fn clone_parent() -> std::io::Result<libc::pid_t> {
         set_tid_size: u64,
         cgroup: u64,
     }
-    let args = CloneArgs {
-        flags: libc::CLONE_PARENT as u64,
-        ..Default::default()
-    };
+    let args = CloneArgs { flags: libc::CLONE_PARENT as u64, ..Default::default() };
     // SAFETY: a fork-like clone3 (no shared memory, no new stack); this process is
     // single-threaded, so the child's copy of it is consistent.
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
+        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
     };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());

@@ -41,18 +41,12 @@ pub struct StageFailure {
 
 impl StageFailure {
     pub fn new(stage: &str, message: impl ToString) -> Self {
-        StageFailure {
-            stage: stage.to_string(),
-            message: message.to_string(),
-        }
+        StageFailure { stage: stage.to_string(), message: message.to_string() }
     }
 }
 
 impl From<StageFailure> for crate::Error {
     fn from(f: StageFailure) -> Self {
-        crate::Error::Stage {
-            stage: f.stage,
-            message: f.message,
-        }
+        crate::Error::Stage { stage: f.stage, message: f.message }
     }
 }

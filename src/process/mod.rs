@@ -4,8 +4,8 @@
 //! main (hutch create)                intermediate                       init (pid 1)
 //!   fork ─────────────────────────▶  waits for Go
 //!   joins it to the cgroup, Go ───▶  setns(joined namespaces)
-//!                                    unshare(user) ── NeedIdMaps ──▶
-//!   writes uid_map/gid_map ◀──────   (main writes them from outside)
+//!   ◀────────────── NeedIdMaps ─────  unshare(user)
+//!   writes uid_map/gid_map            (from outside the new namespace)
 //!   IdMapsWritten ────────────────▶  unshare(mnt, uts, ipc, net, cgroup, pid, time)
 //!   writes timens_offsets ◀───────   NeedTimeOffsets (if a time namespace is new)
 //!                                    clone(CLONE_PARENT) ─────────────▶ runs the init order

@@ -45,10 +45,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let joins = open_joins(req.config)?;
     let sys = |what: &str| {
         let what = what.to_string();
-        move |e: nix::Error| Error::Sys {
-            context: what,
-            source: e,
-        }
+        move |e: nix::Error| Error::Sys { context: what, source: e }
     };
     let (to_mid, mid_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
     let (mid_tx, from_mid) = channel::<IntermediateMsg>().map_err(sys("socketpair"))?;
@@ -98,10 +95,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         match from_init.recv_with_fds() {
             Ok((InitMsg::Console, mut fds)) if fds.len() == 1 => console = fds.pop(),
             Ok((InitMsg::Console, _)) => {
-                return Err(lost(
-                    "init",
-                    ChannelError::Decode("console without fd".into()),
-                ))
+                return Err(lost("init", ChannelError::Decode("console without fd".into())))
             }
             Ok((InitMsg::Ready, _)) => break,
             Ok((InitMsg::Failed(f), _)) => return Err(f.into()),
@@ -150,20 +144,13 @@ fn open_joins(config: &Config) -> Result<Vec<Join>> {
                 format!("{}: {e}", path.display()),
             )
         })?;
-        joins.push(Join {
-            typ,
-            fd: OwnedFd::from(file),
-        });
+        joins.push(Join { typ, fd: OwnedFd::from(file) });
     }
     Ok(joins)
 }
 
 fn write_id_maps(config: &Config, pid: Pid) -> Result<()> {
-    let linux = config
-        .spec
-        .linux()
-        .as_ref()
-        .expect("validated: maps need linux");
+    let linux = config.spec.linux().as_ref().expect("validated: maps need linux");
     for (field, file, maps) in [
         ("linux.uidMappings", "uid_map", linux.uid_mappings()),
         ("linux.gidMappings", "gid_map", linux.gid_mappings()),
@@ -181,27 +168,14 @@ fn write_id_maps(config: &Config, pid: Pid) -> Result<()> {
 }
 
 fn write_time_offsets(config: &Config, pid: Pid) -> Result<()> {
-    let Some(offsets) = config
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.time_offsets().as_ref())
-    else {
+    let Some(offsets) = config.spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) else {
         return Ok(());
     };
     let path = format!("/proc/{pid}/timens_offsets");
     for (clock, off) in offsets {
-        let line = format!(
-            "{clock} {} {}\n",
-            off.secs().unwrap_or(0),
-            off.nanosecs().unwrap_or(0)
-        );
+        let line = format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0));
         std::fs::write(&path, line).map_err(|e| {
-            Error::config(
-                &config.file,
-                format!("linux.timeOffsets.{clock}"),
-                format!("write {path}: {e}"),
-            )
+            Error::config(&config.file, format!("linux.timeOffsets.{clock}"), format!("write {path}: {e}"))
         })?;
     }
     Ok(())

@@ -1,10 +1,10 @@
 //! The OCI "cgroup" mount: the container's view of the cgroup hierarchies.
 //!
-//! On a pure cgroup v2 host it is one cgroup2 mount. On v1 and hybrid hosts it is a tmpfs with
-//! one mount per host hierarchy under the same name (cpu, memory, systemd, unified, ...): a fresh
-//! cgroup mount when the container has its own cgroup namespace (whose root is the container's
-//! cgroup), else a bind of the container's own cgroup directory, so that it never sees the host's
-//! tree either way.
+//! On a pure cgroup v2 host it is one cgroup2 mount (rooted at the container's cgroup when the
+//! container has a cgroup namespace; without one it shows the whole tree, as with runc). On v1
+//! and hybrid hosts it is a tmpfs with one mount per host hierarchy under the same name (cpu,
+//! memory, systemd, unified, ...): a fresh cgroup mount inside a cgroup namespace, else a bind of
+//! the container's own cgroup directory, so it never sees the host's tree.
 
 use std::os::fd::BorrowedFd;
 use std::path::Path;
@@ -32,13 +32,8 @@ pub fn mount(
     let at = &proc_path(&top);
     let me = procfs::process::Process::myself().map_err(|e| format!("read /proc/self: {e}"))?;
     let mounts = me.mountinfo().map_err(|e| format!("read mountinfo: {e}"))?;
-    let groups = me
-        .cgroups()
-        .map_err(|e| format!("read /proc/self/cgroup: {e}"))?;
-    for mi in mounts
-        .into_iter()
-        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
-    {
+    let groups = me.cgroups().map_err(|e| format!("read /proc/self/cgroup: {e}"))?;
+    for mi in mounts.into_iter().filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2") {
         let Some(name) = mi.mount_point.file_name() else {
             continue;
         };
@@ -64,22 +59,12 @@ pub fn mount(
             // The container is already in its cgroup: bind that directory of each hierarchy.
             let own = groups.0.iter().find(|g| match mi.fs_type.as_str() {
                 "cgroup2" => g.hierarchy == 0,
-                _ => {
-                    !g.controllers.is_empty() && g.controllers.iter().all(|c| opts_list.contains(c))
-                }
+                _ => !g.controllers.is_empty() && g.controllers.iter().all(|c| opts_list.contains(c)),
             });
-            let rel = own
-                .map(|g| g.pathname.trim_start_matches('/').to_string())
-                .unwrap_or_default();
+            let rel = own.map(|g| g.pathname.trim_start_matches('/').to_string()).unwrap_or_default();
             let src = mi.mount_point.join(rel);
-            sys_mount(
-                Some(&src),
-                &sub,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| format!("bind {}: {e}", src.display()))?;
+            sys_mount(Some(&src), &sub, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| format!("bind {}: {e}", src.display()))?;
             remount_bind(&sub, opts.flags, MsFlags::empty())?;
         }
     }

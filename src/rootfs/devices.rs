@@ -26,28 +26,12 @@ const DEFAULT: [(&str, u64, u64); 6] = [
 pub fn create_default(rootfs: BorrowedFd<'_>, userns: bool) -> Result<(), String> {
     for (path, major, minor) in DEFAULT {
         if userns {
-            let fd = resolve(rootfs, Path::new(path), Create::File)
-                .map_err(|e| format!("{path}: {e}"))?;
-            mount(
-                Some(path),
-                &proc_path(&fd),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| format!("bind {path}: {e}"))?;
+            let fd = resolve(rootfs, Path::new(path), Create::File).map_err(|e| format!("{path}: {e}"))?;
+            mount(Some(path), &proc_path(&fd), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| format!("bind {path}: {e}"))?;
         } else {
-            make_node(
-                rootfs,
-                Path::new(path),
-                SFlag::S_IFCHR,
-                major,
-                minor,
-                0o666,
-                0,
-                0,
-            )
-            .map_err(|e| format!("{path}: {e}"))?;
+            make_node(rootfs, Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)
+                .map_err(|e| format!("{path}: {e}"))?;
         }
     }
     Ok(())
@@ -79,18 +63,26 @@ pub fn create_symlinks(rootfs: BorrowedFd<'_>, devpts: bool) -> Result<(), Strin
     Ok(())
 }
 
+/// `linux.devices`. In a user namespace mknod is refused, so the host's node at the same path
+/// is bind-mounted instead, as runc does.
 pub fn create_config_devices(
     rootfs: BorrowedFd<'_>,
     devices: &[LinuxDevice],
+    userns: bool,
 ) -> Result<(), String> {
     for (i, d) in devices.iter().enumerate() {
+        let field = || format!("linux.devices[{i}] ({})", d.path().display());
+        if userns {
+            let fd = resolve(rootfs, d.path(), Create::File).map_err(|e| format!("{}: {e}", field()))?;
+            mount(Some(d.path()), &proc_path(&fd), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| format!("{}: bind the host's node in a user namespace: {e}", field()))?;
+            continue;
+        }
         let kind = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
             LinuxDeviceType::B => SFlag::S_IFBLK,
             LinuxDeviceType::P => SFlag::S_IFIFO,
-            LinuxDeviceType::A => {
-                return Err(format!("linux.devices[{i}].type: \"a\" is not a node type"))
-            }
+            LinuxDeviceType::A => return Err(format!("linux.devices[{i}].type: \"a\" is not a node type")),
         };
         let (major, minor) = (d.major() as u64, d.minor() as u64);
         make_node(
@@ -131,27 +123,15 @@ fn make_node(
     .map_err(|e| format!("open parent: {e}"))?;
     let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
     // mknod applies the umask: create, then set the exact mode.
-    mknodat(
-        &dir,
-        name,
-        kind,
-        Mode::from_bits_truncate(mode),
-        makedev(major, minor),
-    )
-    .map_err(|e| format!("mknod: {e}"))?;
+    mknodat(&dir, name, kind, Mode::from_bits_truncate(mode), makedev(major, minor))
+        .map_err(|e| format!("mknod: {e}"))?;
     nix::sys::stat::fchmodat(
         &dir,
         name,
         Mode::from_bits_truncate(mode),
         nix::sys::stat::FchmodatFlags::NoFollowSymlink,
     )
-    .or_else(|e| {
-        if e == nix::errno::Errno::EOPNOTSUPP {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
+    .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
     .map_err(|e| format!("chmod: {e}"))?;
     fchownat(
         &dir,
@@ -161,6 +141,5 @@ fn make_node(
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .map_err(|e| format!("chown: {e}"))?;
-    let _ = dir.as_fd();
     Ok(())
 }

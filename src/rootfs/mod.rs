@@ -51,14 +51,8 @@ pub fn prepare(config: &Config, cgroupns: bool) -> Result<(), String> {
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(propagation_flags)
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        propagation | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("linux.rootfsPropagation: make / {propagation:?}: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, propagation | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| format!("linux.rootfsPropagation: make / {propagation:?}: {e}"))?;
     mount(
         Some(&config.rootfs),
         &config.rootfs,
@@ -66,22 +60,11 @@ pub fn prepare(config: &Config, cgroupns: bool) -> Result<(), String> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(|e| {
-        format!(
-            "root.path: bind {} onto itself: {e}",
-            config.rootfs.display()
-        )
-    })?;
+    .map_err(|e| format!("root.path: bind {} onto itself: {e}", config.rootfs.display()))?;
     // A shared parent would make pivot_root fail; keep the rootfs' own mount private.
     if propagation.contains(MsFlags::MS_SHARED) {
-        mount(
-            None::<&str>,
-            &config.rootfs,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| format!("root.path: make private: {e}"))?;
+        mount(None::<&str>, &config.rootfs, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(|e| format!("root.path: make private: {e}"))?;
     }
     let rootfs = open_dir(&config.rootfs).map_err(|e| format!("root.path: open: {e}"))?;
     let mounts = config.spec.mounts().as_deref().unwrap_or_default();
@@ -89,23 +72,20 @@ pub fn prepare(config: &Config, cgroupns: bool) -> Result<(), String> {
         mounts::mount_one(rootfs.as_fd(), &config.bundle, m, cgroupns)
             .map_err(|e| format!("mounts[{i}] ({}): {e}", m.destination().display()))?;
     }
+    let userns = config.new_namespace(oci_spec::runtime::LinuxNamespaceType::User);
     let dev_is_bound = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && matches!(mounts::MountKind::of(m), Ok(mounts::MountKind::Bind { .. }))
     });
     if !dev_is_bound {
-        let userns = config.new_namespace(oci_spec::runtime::LinuxNamespaceType::User);
         devices::create_default(rootfs.as_fd(), userns)?;
-        let has_devpts = mounts
-            .iter()
-            .any(|m| m.destination() == Path::new("/dev/pts"));
+        let has_devpts = mounts.iter().any(|m| m.destination() == Path::new("/dev/pts"));
         devices::create_symlinks(rootfs.as_fd(), has_devpts)?;
     }
     if let Some(devs) = linux.and_then(|l| l.devices().as_ref()) {
-        devices::create_config_devices(rootfs.as_fd(), devs)?;
+        devices::create_config_devices(rootfs.as_fd(), devs, userns)?;
     }
-    resolve(rootfs.as_fd(), config.process().cwd(), Create::Dir)
-        .map_err(|e| format!("process.cwd: {e}"))?;
+    resolve(rootfs.as_fd(), config.process().cwd(), Create::Dir).map_err(|e| format!("process.cwd: {e}"))?;
     Ok(())
 }
 
@@ -113,14 +93,8 @@ pub fn prepare(config: &Config, cgroupns: bool) -> Result<(), String> {
 pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<(), String> {
     if no_pivot {
         chdir(rootfs).map_err(|e| format!("chdir rootfs: {e}"))?;
-        mount(
-            Some(rootfs),
-            "/",
-            None::<&str>,
-            MsFlags::MS_MOVE,
-            None::<&str>,
-        )
-        .map_err(|e| format!("move rootfs to /: {e}"))?;
+        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(|e| format!("move rootfs to /: {e}"))?;
         chroot(".").map_err(|e| format!("chroot: {e}"))?;
     } else {
         let old = open_dir(Path::new("/")).map_err(|e| format!("open old root: {e}"))?;
@@ -130,14 +104,8 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<(), String> {
         // needs to exist inside the container.
         pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
         fchdir(&old).map_err(|e| format!("chdir old root: {e}"))?;
-        mount(
-            None::<&str>,
-            ".",
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| format!("make old root slave: {e}"))?;
+        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| format!("make old root slave: {e}"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {e}"))?;
     }
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
@@ -148,46 +116,20 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<(), String> {
 pub fn finish(config: &Config) -> Result<(), String> {
     let root = open_dir(Path::new("/")).map_err(|e| format!("open /: {e}"))?;
     let linux = config.spec.linux().as_ref();
-    for (i, p) in linux
-        .and_then(|l| l.readonly_paths().as_ref())
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let Some(fd) =
-            existing(&root, p).map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): {e}"))?
-        else {
+    for (i, p) in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten().enumerate() {
+        let Some(fd) = existing(&root, p).map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): {e}"))? else {
             continue;
         };
         let at = proc_path(&fd);
-        mount(
-            Some(&at),
-            &at,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): bind: {e}"))?;
-        let mounted = existing(&root, p)
-            .ok()
-            .flatten()
-            .ok_or(format!("linux.readonlyPaths[{i}] ({p}): vanished"))?;
-        mounts::remount_bind(
-            &proc_path(&mounted),
-            MsFlags::MS_RDONLY | MsFlags::MS_REC,
-            MsFlags::empty(),
-        )
-        .map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): {e}"))?;
+        mount(Some(&at), &at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): bind: {e}"))?;
+        let mounted =
+            existing(&root, p).ok().flatten().ok_or(format!("linux.readonlyPaths[{i}] ({p}): vanished"))?;
+        mounts::remount_bind(&proc_path(&mounted), MsFlags::MS_RDONLY | MsFlags::MS_REC, MsFlags::empty())
+            .map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): {e}"))?;
     }
-    for (i, p) in linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let Some(fd) =
-            existing(&root, p).map_err(|e| format!("linux.maskedPaths[{i}] ({p}): {e}"))?
-        else {
+    for (i, p) in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten().enumerate() {
+        let Some(fd) = existing(&root, p).map_err(|e| format!("linux.maskedPaths[{i}] ({p}): {e}"))? else {
             continue;
         };
         let at = proc_path(&fd);
@@ -195,21 +137,9 @@ pub fn finish(config: &Config) -> Result<(), String> {
             .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
             .unwrap_or(false);
         let r = if is_dir {
-            mount(
-                Some("tmpfs"),
-                &at,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
+            mount(Some("tmpfs"), &at, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
         } else {
-            mount(
-                Some("/dev/null"),
-                &at,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
+            mount(Some("/dev/null"), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         };
         r.map_err(|e| format!("linux.maskedPaths[{i}] ({p}): {e}"))?;
     }
@@ -223,18 +153,11 @@ pub fn finish(config: &Config) -> Result<(), String> {
 fn existing(root: &OwnedFd, p: &str) -> Result<Option<OwnedFd>, String> {
     match resolve(root.as_fd(), Path::new(p), Create::No) {
         Ok(fd) => Ok(Some(fd)),
-        Err(resolve::ResolveError::Sys {
-            errno: nix::errno::Errno::ENOENT,
-            ..
-        }) => Ok(None),
+        Err(resolve::ResolveError::Sys { errno: nix::errno::Errno::ENOENT, .. }) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }
 
 fn open_dir(p: &Path) -> nix::Result<OwnedFd> {
-    open(
-        p,
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    open(p, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
 }

@@ -47,12 +47,7 @@ pub fn apply_recursive(fd: BorrowedFd<'_>, set: u64, mut clr: u64) -> std::io::R
     if set & MOUNT_ATTR_ATIME != 0 {
         clr |= MOUNT_ATTR_ATIME;
     }
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clr,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
     // SAFETY: a plain syscall on a descriptor we own, with a correctly sized struct.
     let rc = unsafe {
         libc::syscall(

@@ -35,17 +35,22 @@ impl MountKind {
             None | Some("") => Err("type: missing (and no bind option)".into()),
             Some("cgroup") => Ok(MountKind::Cgroup),
             Some(t) if known_filesystem(t) => Ok(MountKind::Filesystem(t.to_string())),
-            Some(t) => Err(format!(
-                "type: unknown filesystem type {t:?} (not in /proc/filesystems)"
-            )),
+            Some(t) => Err(format!("type: unknown filesystem type {t:?} (not in /proc/filesystems)")),
         }
     }
 }
 
+/// Whether the kernel knows the filesystem type. /proc/filesystems is read once per process.
 fn known_filesystem(typ: &str) -> bool {
-    std::fs::read_to_string("/proc/filesystems")
-        .map(|s| s.lines().any(|l| l.split_whitespace().last() == Some(typ)))
-        .unwrap_or(false)
+    static TYPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TYPES
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/filesystems")
+                .map(|s| s.lines().filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect())
+                .unwrap_or_default()
+        })
+        .iter()
+        .any(|t| t == typ)
 }
 
 /// Parsed fstab-style options.
@@ -165,12 +170,7 @@ pub fn locked_flags(fd: BorrowedFd<'_>) -> MsFlags {
 }
 
 /// Mounts one config mount inside `rootfs`. `bundle` anchors relative bind sources.
-pub fn mount_one(
-    rootfs: BorrowedFd<'_>,
-    bundle: &Path,
-    m: &Mount,
-    cgroupns: bool,
-) -> Result<(), String> {
+pub fn mount_one(rootfs: BorrowedFd<'_>, bundle: &Path, m: &Mount, cgroupns: bool) -> Result<(), String> {
     let kind = MountKind::of(m)?;
     let opts = Options::parse(m.options().as_deref().unwrap_or_default());
     let source: Option<PathBuf> = m.source().as_ref().map(|s| match kind {
@@ -179,8 +179,7 @@ pub fn mount_one(
     });
     let create = match (&kind, &source) {
         (MountKind::Bind { .. }, Some(src)) => {
-            let meta =
-                std::fs::metadata(src).map_err(|e| format!("source {}: {e}", src.display()))?;
+            let meta = std::fs::metadata(src).map_err(|e| format!("source {}: {e}", src.display()))?;
             if meta.is_dir() {
                 Create::Dir
             } else {
@@ -189,8 +188,7 @@ pub fn mount_one(
         }
         _ => Create::Dir,
     };
-    let target =
-        resolve(rootfs, m.destination(), create).map_err(|e| format!("destination: {e}"))?;
+    let target = resolve(rootfs, m.destination(), create).map_err(|e| format!("destination: {e}"))?;
     let at = proc_path(&target);
     let mut flags_after = MsFlags::empty();
     match kind {
@@ -208,39 +206,31 @@ pub fn mount_one(
         MountKind::Cgroup => cgroupfs::mount(rootfs, m.destination(), &at, &opts, cgroupns)?,
         MountKind::Filesystem(typ) => {
             let src = source.unwrap_or_else(|| PathBuf::from(&typ));
-            mount(
-                Some(&src),
-                &at,
-                Some(typ.as_str()),
-                opts.flags,
-                opts.data().as_deref(),
-            )
-            .map_err(|e| format!("mount {typ}: {e}"))?;
+            match mount(Some(&src), &at, Some(typ.as_str()), opts.flags, opts.data().as_deref()) {
+                Ok(()) => {}
+                // A user namespace that shares the host's network namespace may not mount a fresh
+                // sysfs; like runc, bind the host's instead (its flags follow below).
+                Err(nix::errno::Errno::EPERM) if typ == "sysfs" => {
+                    mount(Some("/sys"), &at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                        .map_err(|e| format!("bind /sys in place of sysfs: {e}"))?;
+                    flags_after = opts.flags & !MsFlags::MS_REMOUNT;
+                }
+                Err(e) => return Err(format!("mount {typ}: {e}")),
+            }
         }
     }
-    if flags_after.is_empty()
-        && opts.propagation.is_empty()
-        && opts.attr_set == 0
-        && opts.attr_clr == 0
-    {
+    if flags_after.is_empty() && opts.propagation.is_empty() && opts.attr_set == 0 && opts.attr_clr == 0 {
         return Ok(());
     }
     // `target` still names the directory under the new mount; walk again to reach the mount.
-    let mounted =
-        resolve(rootfs, m.destination(), Create::No).map_err(|e| format!("destination: {e}"))?;
+    let mounted = resolve(rootfs, m.destination(), Create::No).map_err(|e| format!("destination: {e}"))?;
     let at = proc_path(&mounted);
     if !flags_after.is_empty() {
         remount_bind(&at, flags_after, opts.cleared)?;
     }
     if !opts.propagation.is_empty() {
-        mount(
-            None::<&str>,
-            &at,
-            None::<&str>,
-            opts.propagation,
-            None::<&str>,
-        )
-        .map_err(|e| format!("set propagation: {e}"))?;
+        mount(None::<&str>, &at, None::<&str>, opts.propagation, None::<&str>)
+            .map_err(|e| format!("set propagation: {e}"))?;
     }
     if opts.attr_set != 0 || opts.attr_clr != 0 {
         mount_setattr::apply_recursive(mounted.as_fd(), opts.attr_set, opts.attr_clr)
@@ -259,8 +249,7 @@ pub fn remount_bind(at: &Path, add: MsFlags, clear: MsFlags) -> Result<(), Strin
     .map_err(|e| format!("reopen for remount: {e}"))?;
     let keep = locked_flags(fd.as_fd()) & !clear;
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep | add;
-    mount(None::<&str>, at, None::<&str>, flags, None::<&str>)
-        .map_err(|e| format!("remount {add:?}: {e}"))
+    mount(None::<&str>, at, None::<&str>, flags, None::<&str>).map_err(|e| format!("remount {add:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -273,18 +262,8 @@ mod tests {
 
     #[test]
     fn flags_data_and_propagation() {
-        let o = opts(&[
-            "nosuid",
-            "noexec",
-            "mode=755",
-            "size=65536k",
-            "rprivate",
-            "ro",
-        ]);
-        assert_eq!(
-            o.flags,
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY
-        );
+        let o = opts(&["nosuid", "noexec", "mode=755", "size=65536k", "rprivate", "ro"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY);
         assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert_eq!(o.data().as_deref(), Some("mode=755,size=65536k"));
     }

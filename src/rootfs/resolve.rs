@@ -46,10 +46,7 @@ pub fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> Result<Owne
     // The path walked so far, as the container sees it, for messages.
     let mut seen = PathBuf::from("/");
     let mut links = 0;
-    let sys = |at: &Path, errno| ResolveError::Sys {
-        at: at.to_path_buf(),
-        errno,
-    };
+    let sys = |at: &Path, errno| ResolveError::Sys { at: at.to_path_buf(), errno };
 
     if queue.is_empty() {
         return dup_path(root).map_err(|e| sys(&seen, e));
@@ -69,13 +66,7 @@ pub fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> Result<Owne
             Ok(fd) => fd,
             Err(Errno::ENOENT) if create != Create::No => {
                 let made = if last && create == Create::File {
-                    mknodat(
-                        dir,
-                        name.as_os_str(),
-                        SFlag::S_IFREG,
-                        Mode::from_bits_truncate(0o644),
-                        0,
-                    )
+                    mknodat(dir, name.as_os_str(), SFlag::S_IFREG, Mode::from_bits_truncate(0o644), 0)
                 } else {
                     mkdirat(dir, name.as_os_str(), Mode::from_bits_truncate(0o755))
                 };
@@ -152,21 +143,11 @@ fn climbs_above(rest: &VecDeque<OsString>, depth: usize) -> bool {
 }
 
 fn open_nofollow(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd> {
-    openat(
-        dir,
-        name,
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    openat(dir, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 fn dup_path(fd: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
-    openat(
-        fd,
-        ".",
-        OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY,
-        Mode::empty(),
-    )
+    openat(fd, ".", OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY, Mode::empty())
 }
 
 /// The magic path through which the kernel reaches the object behind `fd`.
@@ -246,10 +227,7 @@ mod tests {
         let (dir, fd) = root();
         symlink("b", dir.path().join("a")).unwrap();
         symlink("a", dir.path().join("b")).unwrap();
-        assert!(matches!(
-            resolve(fd.as_fd(), Path::new("/a"), Create::No),
-            Err(ResolveError::Loop)
-        ));
+        assert!(matches!(resolve(fd.as_fd(), Path::new("/a"), Create::No), Err(ResolveError::Loop)));
     }
 
     #[test]

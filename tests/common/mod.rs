@@ -31,27 +31,14 @@ impl Fixture {
             nix::unistd::geteuid().is_root(),
             "the integration tests start real containers: run them as root"
         );
-        let dir = tempfile::Builder::new()
-            .prefix("hutch-test-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("hutch-test-").tempdir().unwrap();
         let root = dir.path().join("state");
         let bundle = dir.path().join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();
         let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/mkrootfs.sh");
-        let st = Command::new("bash")
-            .arg(mk)
-            .arg(bundle.join("rootfs"))
-            .status()
-            .unwrap();
+        let st = Command::new("bash").arg(mk).arg(bundle.join("rootfs")).status().unwrap();
         assert!(st.success(), "mkrootfs.sh failed");
-        Fixture {
-            dir,
-            root,
-            bundle,
-            config: base_config(script),
-            ids: Vec::new(),
-        }
+        Fixture { dir, root, bundle, config: base_config(script), ids: Vec::new() }
     }
 
     pub fn rootfs(&self) -> PathBuf {
@@ -60,21 +47,14 @@ impl Fixture {
 
     /// A new container id, unique across tests and test runs on this machine.
     pub fn id(&mut self) -> String {
-        let id = format!(
-            "t{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         self.ids.push(id.clone());
         id
     }
 
     pub fn write_config(&self) {
-        std::fs::write(
-            self.bundle.join("config.json"),
-            serde_json::to_vec_pretty(&self.config).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap())
+            .unwrap();
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -123,20 +103,13 @@ impl Fixture {
 
     pub fn state(&self, id: &str) -> Value {
         let out = self.hutch(&["state", id]);
-        assert!(
-            out.status.success(),
-            "state {id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "state {id}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// Nothing of container `id` remains: state, cgroups, mounts of this fixture, processes.
     pub fn assert_clean(&self, id: &str) {
-        assert!(
-            !self.root.join(id).exists(),
-            "state directory of {id} left behind"
-        );
+        assert!(!self.root.join(id).exists(), "state directory of {id} left behind");
         for dir in cgroup_dirs(id) {
             assert!(!dir.exists(), "cgroup {} left behind", dir.display());
         }
@@ -160,11 +133,7 @@ impl Drop for Fixture {
 /// The cgroup directories a container with default cgroupsPath would have.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     std::fs::read_dir("/sys/fs/cgroup")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("hutch").join(id))
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("hutch").join(id)).collect())
         .unwrap_or_default()
 }
 
@@ -172,8 +141,7 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
 pub fn capture(mut cmd: Command) -> Output {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
-    cmd.stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap());
+    cmd.stdout(out.try_clone().unwrap()).stderr(err.try_clone().unwrap());
     let status = cmd.status().unwrap();
     let read = |mut f: std::fs::File| {
         use std::io::{Read, Seek};
@@ -182,11 +150,7 @@ pub fn capture(mut cmd: Command) -> Output {
         f.read_to_end(&mut v).unwrap();
         v
     };
-    Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
+    Output { status, stdout: read(out), stderr: read(err) }
 }
 
 pub fn base_config(script: &str) -> Value {
@@ -225,8 +189,5 @@ pub fn base_config(script: &str) -> Value {
 
 /// Removes namespace `typ` from the config.
 pub fn drop_namespace(config: &mut Value, typ: &str) {
-    config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|n| n["type"] != typ);
+    config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != typ);
 }

@@ -19,20 +19,12 @@ pub fn logs_to_file() -> bool {
 
 pub fn init(file: Option<&Path>, format: Format, debug: bool) {
     let mut b = env_logger::Builder::new();
-    b.filter_level(if debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Warn
-    });
+    b.filter_level(if debug { log::LevelFilter::Debug } else { log::LevelFilter::Warn });
     if let Ok(spec) = std::env::var("RUST_LOG") {
         b.parse_filters(&spec);
     }
     if let Some(path) = file {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
+        match std::fs::OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => {
                 b.target(env_logger::Target::Pipe(Box::new(f)));
                 TO_FILE.store(true, Ordering::Relaxed);
@@ -50,12 +42,7 @@ pub fn init(file: Option<&Path>, format: Format, debug: bool) {
             writeln!(buf, "{line}")
         }),
         Format::Text => b.format(|buf, rec| {
-            writeln!(
-                buf,
-                "hutch: {}: {}",
-                rec.level().as_str().to_lowercase(),
-                rec.args()
-            )
+            writeln!(buf, "hutch: {}: {}", rec.level().as_str().to_lowercase(), rec.args())
         }),
     };
     let _ = b.try_init();

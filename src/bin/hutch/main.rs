@@ -15,8 +15,7 @@ use clap::Parser;
     about = "A low-level sandbox runtime for untrusted code (OCI runtime, runc-compatible)",
     long_about = "hutch runs OCI bundles (a directory with config.json and a root filesystem) in \
         isolated containers built from Linux namespaces, pivot_root, cgroups, capabilities and \
-        rlimits. Its commands and flags follow runc, so containerd, Docker, Podman and scripts \
-        written for runc can use it unchanged.\n\nLogging: RUST_LOG (e.g. RUST_LOG=debug) sets \
+        rlimits. Its commands, flags and exit codes follow runc's.\n\nLogging: RUST_LOG (e.g. RUST_LOG=debug) sets \
         the level; --debug is RUST_LOG=debug.",
     after_help = "Typical lifecycle:\n  hutch create --bundle DIR ID   # set up, init waits\n  \
         hutch start ID                 # run the program\n  hutch state ID                 # OCI state JSON\n  \

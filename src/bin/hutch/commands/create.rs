@@ -42,8 +42,7 @@ pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
     let config = hutch::config::Config::load(&opts.bundle)?;
     if config.process().terminal() == Some(true) && opts.console_socket.is_none() {
         return Err(hutch::Error::Usage(
-            "process.terminal is set: create needs --console-socket to hand over the terminal"
-                .into(),
+            "process.terminal is set: create needs --console-socket to hand over the terminal".into(),
         ));
     }
     container::create_from_config(&opts, &config)?;

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use hutch::container::{self, Container};
+use hutch::container::Container;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,10 +14,6 @@ pub struct Args {
 pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
     match Container::load(root, &args.id) {
         Ok(c) => c.delete(args.force)?,
-        // A create that died before writing its state: force removes what is left.
-        Err(hutch::Error::BadState { .. }) if args.force => {
-            container::remove_stale(root, &args.id)?
-        }
         Err(hutch::Error::NotFound(_)) if args.force => {}
         Err(e) => return Err(e),
     }

@@ -22,11 +22,7 @@ pub fn parse_signal(s: &str) -> hutch::Result<Signal> {
         return Signal::try_from(n).map_err(|_| bad());
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     Signal::from_str(&name).map_err(|_| bad())
 }
 

@@ -21,8 +21,9 @@ pub enum Format {
 pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
     let mut rows = Vec::new();
     for id in hutch::state::ids(root)? {
-        // A container being deleted or created at this moment is skipped, as runc does.
-        if let Ok(c) = Container::load(root, &id) {
+        // A container another command holds right now (a create or delete under way) is skipped
+        // rather than waited for.
+        if let Ok(Some(c)) = Container::try_load(root, &id) {
             rows.push(c.oci_state());
         }
     }
@@ -40,32 +41,18 @@ pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
                 .iter()
                 .map(|r| {
                     cols.iter()
-                        .map(|c| {
-                            r[c].as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| r[c].to_string())
-                        })
+                        .map(|c| r[c].as_str().map(str::to_string).unwrap_or_else(|| r[c].to_string()))
                         .collect()
                 })
                 .collect();
             let header: Vec<String> = cols.iter().map(|c| c.to_uppercase()).collect();
             let widths: Vec<usize> = (0..cols.len())
                 .map(|i| {
-                    cells
-                        .iter()
-                        .map(|r| r[i].len())
-                        .chain([header[i].len(), 10])
-                        .max()
-                        .unwrap_or(10)
-                        + 2
+                    cells.iter().map(|r| r[i].len()).chain([header[i].len(), 10]).max().unwrap_or(10) + 2
                 })
                 .collect();
             for row in std::iter::once(&header).chain(cells.iter()) {
-                let line: String = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
+                let line: String = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
                 println!("{}", line.trim_end());
             }
         }

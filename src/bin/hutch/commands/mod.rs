@@ -45,16 +45,12 @@ pub fn check_preserved_fds(cmd: &Command) -> hutch::Result<()> {
         _ => 0,
     };
     if n < 0 {
-        return Err(hutch::Error::Usage(format!(
-            "--preserve-fds {n}: must not be negative"
-        )));
+        return Err(hutch::Error::Usage(format!("--preserve-fds {n}: must not be negative")));
     }
     for fd in 3..3 + n {
         // SAFETY: F_GETFD only asks whether the descriptor exists.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(hutch::Error::Usage(format!(
-                "--preserve-fds {n}: descriptor {fd} is not open"
-            )));
+            return Err(hutch::Error::Usage(format!("--preserve-fds {n}: descriptor {fd} is not open")));
         }
     }
     Ok(())

@@ -8,9 +8,6 @@ pub struct Args {
 
 pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
     let c = hutch::container::Container::load(root, &args.id)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&c.oci_state()).expect("json")
-    );
+    println!("{}", serde_json::to_string_pretty(&c.oci_state()).expect("json"));
     Ok(0)
 }
