@@ -174,18 +174,14 @@ pub fn supervise(init: Pid, console: Option<OwnedFd>, signals: SignalGuard) -> R
     Ok(code.unwrap_or(255))
 }
 
-/// Reaps any exited children; returns init's exit code once it has exited.
+/// Init's exit code once it has exited. Only init is waited for: the caller's other children
+/// are not ours to reap (init is our child through CLONE_PARENT; the intermediate was reaped).
 fn reap(init: Pid) -> Option<i32> {
-    let mut code = None;
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return code,
-            Ok(status) => {
-                if status.pid() == Some(init) {
-                    code = exit_code(status);
-                }
-            }
-        }
+    match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => None,
+        Ok(status) => exit_code(status),
+        // ECHILD: someone else reaped it; report it as killed rather than wait forever.
+        Err(_) => Some(128 + Signal::SIGKILL as i32),
     }
 }
 

@@ -290,3 +290,18 @@ fn a_create_that_dies_half_way_is_deleted_cleanly() {
     assert!(out.status.success(), "{}", stderr(&out));
     f.assert_clean(&id);
 }
+
+#[test]
+fn errors_go_to_the_json_log_and_stderr() {
+    let mut f = Fixture::new("true");
+    let log = f.dir.path().join("log.json");
+    let id = f.id();
+    let out = f.hutch(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("does not exist"), "{line}");
+    assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
+}

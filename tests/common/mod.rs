@@ -116,6 +116,24 @@ impl Fixture {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let here = self.dir.path().to_str().unwrap();
         assert!(!mounts.contains(here), "mount under {here} left behind");
+        // A container process has this fixture's rootfs as its root (or still the host's root
+        // with its cwd here, before pivot_root).
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            if stat.contains(") Z ") {
+                continue;
+            }
+            for link in ["root", "cwd"] {
+                if let Ok(p) = std::fs::read_link(entry.path().join(link)) {
+                    assert!(
+                        !p.starts_with(self.dir.path()),
+                        "process {pid} left behind ({link} {})",
+                        p.display()
+                    );
+                }
+            }
+        }
     }
 }
 
