@@ -281,3 +281,53 @@ fn user_namespace_sharing_the_host_network() {
     assert!(err.contains("Read-only file system") || err.contains("Permission denied"), "{err}");
     assert!(err.contains("No space left on device"), "the host's /dev/full is bound: {err}");
 }
+
+#[test]
+fn every_namespace_is_new() {
+    let kinds = ["mnt", "pid", "net", "ipc", "uts", "cgroup", "user", "time"];
+    let script: String = kinds.iter().map(|k| format!("readlink /proc/self/ns/{k}; ")).collect();
+    let mut f = Fixture::new(&script);
+    let ns = f.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    ns.push(json!({"type": "time"}));
+    f.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 400000, "size": 65536}]);
+    f.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 400000, "size": 65536}]);
+    f.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    let out = f.run_ok();
+    let inside: Vec<&str> = out.lines().collect();
+    assert_eq!(inside.len(), kinds.len(), "{out}");
+    for (k, got) in kinds.iter().zip(inside) {
+        let host = std::fs::read_link(format!("/proc/self/ns/{k}")).unwrap();
+        assert!(got.starts_with(&format!("{k}:[")), "{got}");
+        assert_ne!(got, host.to_str().unwrap(), "{k} namespace is the host's");
+    }
+}
+
+#[test]
+fn foreground_terminal_is_relayed() {
+    // `script` gives hutch a real terminal; the shell inside gets its own pty.
+    let mut f = Fixture::new("");
+    f.config["process"]["terminal"] = json!(true);
+    f.config["process"]["args"] = json!(["/bin/sh"]);
+    f.write_config();
+    let id = f.id();
+    let cmd = format!(
+        "{} --root {} run --bundle {} {id}",
+        common::hutch_bin(),
+        f.root.display(),
+        f.bundle.display()
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(script.stdin.as_mut().unwrap(), b"tty; echo rows=$(stty size); exit 5\n")
+        .unwrap();
+    let out = script.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("rows="), "{text}");
+}

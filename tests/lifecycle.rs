@@ -305,3 +305,14 @@ fn errors_go_to_the_json_log_and_stderr() {
     assert!(line["msg"].as_str().unwrap().contains("does not exist"), "{line}");
     assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
 }
+
+#[test]
+fn systemd_cgroup_is_a_clear_error() {
+    let mut f = Fixture::new("true");
+    f.write_config();
+    let id = f.id();
+    let out = f.hutch(&["--systemd-cgroup", "create", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--systemd-cgroup is not supported"), "{}", stderr(&out));
+    f.assert_clean(&id);
+}
