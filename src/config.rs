@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -126,9 +125,7 @@ impl Config {
                 return Err(self.err(field, format!("namespace {} given twice", ns.typ())));
             }
             if let Some(path) = ns.path() {
-                let f = File::open(path)
-                    .map_err(|e| self.err(format!("{field}.path"), format!("{}: {e}", path.display())))?;
-                namespaces::check_type(f.as_raw_fd(), ns.typ())
+                namespaces::open(path, ns.typ())
                     .map_err(|why| self.err(format!("{field}.path"), format!("{}: {why}", path.display())))?;
             }
         }

@@ -25,6 +25,30 @@ pub fn check_type(fd: RawFd, typ: LinuxNamespaceType) -> Result<(), String> {
     Ok(())
 }
 
+/// nsfs's magic number (linux/magic.h).
+const NSFS_MAGIC: i64 = 0x6e736673;
+
+/// Opens a namespace file of kind `typ`. The path is first opened O_PATH and checked to be on
+/// nsfs, so a config naming a device or a FIFO never reaches that file's open (a watchdog device
+/// would start its timer, a FIFO would block).
+pub fn open(path: &std::path::Path, typ: LinuxNamespaceType) -> Result<OwnedFd, String> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let o_path = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| e.to_string())?;
+    let fs = nix::sys::statfs::fstatfs(&o_path).map_err(|e| e.to_string())?;
+    if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+        return Err("not a namespace file".into());
+    }
+    let fd = open(
+        std::path::Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&o_path))),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| e.to_string())?;
+    check_type(std::os::fd::AsRawFd::as_raw_fd(&fd), typ)?;
+    Ok(fd)
+}
+
 /// A namespace to join, opened before anything else moves.
 pub struct Join {
     pub typ: LinuxNamespaceType,

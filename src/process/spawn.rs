@@ -1,7 +1,6 @@
 //! The main stage: forks the intermediate, answers its requests from outside the new
 //! namespaces, and waits for init to be ready.
 
-use std::fs::File;
 use std::os::fd::OwnedFd;
 
 use nix::sys::signal::{kill, Signal};
@@ -137,14 +136,14 @@ fn open_joins(config: &Config) -> Result<Vec<Join>> {
     let mut joins = Vec::new();
     for (i, (typ, path)) in config.namespaces().into_iter().enumerate() {
         let Some(path) = path else { continue };
-        let file = File::open(&path).map_err(|e| {
+        let fd = crate::namespaces::open(&path, typ).map_err(|e| {
             Error::config(
                 &config.file,
                 format!("linux.namespaces[{i}].path"),
                 format!("{}: {e}", path.display()),
             )
         })?;
-        joins.push(Join { typ, fd: OwnedFd::from(file) });
+        joins.push(Join { typ, fd });
     }
     Ok(joins)
 }
