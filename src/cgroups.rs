@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cgroups_rs::fs::freezer::FreezerController;
 use cgroups_rs::fs::hierarchies;
 use cgroups_rs::{CgroupPid, FreezerState, Manager};
 use nix::sys::signal::{kill, Signal};
@@ -122,21 +123,65 @@ impl Cgroup {
         self.cg.procs().into_iter().map(|p| Pid::from_raw(p.pid as i32)).collect()
     }
 
+    fn manager(&self) -> Result<cgroups_rs::FsManager> {
+        cgroups_rs::FsManager::new(&self.path).map_err(|e| self.err(e))
+    }
+
+    fn freezer(&self) -> Option<&FreezerController> {
+        self.cg.controller_of::<FreezerController>()
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.freezer().and_then(|f| f.state().ok()).is_some_and(|s| matches!(s, FreezerState::Frozen))
+    }
+
+    /// Freezes (pause) or thaws (resume) every process of the cgroup.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let f = self.freezer().ok_or_else(|| self.err("no freezer controller on this host"))?;
+        if frozen { f.freeze() } else { f.thaw() }.map_err(|e| self.err(e))
+    }
+
     /// Signals every process. With SIGKILL on v2 that is cgroup.kill; otherwise the cgroup is
-    /// frozen first, so that nothing can fork a new member between listing and signalling.
+    /// frozen first, so that nothing can fork a new member between listing and signalling, and
+    /// then left as it was (a paused container stays paused), except after SIGKILL: frozen
+    /// processes only die once thawed.
     pub fn signal_all(&self, sig: Signal) -> Result<()> {
         if sig == Signal::SIGKILL && self.cg.v2() && self.cg.kill().is_ok() {
             return Ok(());
         }
-        let freezer = cgroups_rs::FsManager::new(&self.path).ok();
-        let frozen = freezer.as_ref().is_some_and(|m| m.freeze(FreezerState::Frozen).is_ok());
+        let was_frozen = self.is_frozen();
+        let froze = !was_frozen && self.set_frozen(true).is_ok();
         for pid in self.procs() {
             let _ = kill(pid, sig);
         }
-        if frozen {
-            let _ = freezer.as_ref().map(|m| m.freeze(FreezerState::Thawed));
+        if froze || (was_frozen && sig == Signal::SIGKILL) {
+            let _ = self.set_frozen(false);
         }
         Ok(())
+    }
+
+    /// Applies new limits to a live cgroup (`hutch update`).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.manager()?.set(resources).map_err(|e| self.err(format!("update: {e}")))
+    }
+
+    pub fn stats(&self) -> Result<cgroups_rs::CgroupStats> {
+        Ok(self.manager()?.stats())
+    }
+
+    /// The directory holding the memory controller's files, for OOM watching.
+    pub fn memory_dir(&self) -> Option<std::path::PathBuf> {
+        if self.cg.v2() {
+            return Some(hierarchies::auto().root().join(&self.path));
+        }
+        self.cg.controller_of::<cgroups_rs::fs::memory::MemController>().map(|m| {
+            use cgroups_rs::fs::Controller;
+            m.path().to_path_buf()
+        })
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.cg.v2()
     }
 
     /// Kills every member, waits until the cgroup is empty, and removes it.

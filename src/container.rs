@@ -231,6 +231,47 @@ impl Container {
         Ok(())
     }
 
+    /// Freezes every process of a running container.
+    pub fn pause(&mut self) -> Result<()> {
+        if self.status() != Status::Running {
+            return Err(self.bad_state("only a running container can be paused"));
+        }
+        self.cgroup().set_frozen(true)?;
+        self.state.status = Status::Paused;
+        self.dir.save(&self.state)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&mut self) -> Result<()> {
+        if self.status() != Status::Paused {
+            return Err(self.bad_state("only a paused container can be resumed"));
+        }
+        self.cgroup().set_frozen(false)?;
+        self.state.status = Status::Running;
+        self.dir.save(&self.state)
+    }
+
+    /// Changes the limits of a live container.
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        if self.status() == Status::Stopped {
+            return Err(self.bad_state("a stopped container cannot be updated"));
+        }
+        self.cgroup().update(resources)
+    }
+
+    /// The container's statistics as runc's `events --stats` prints them.
+    pub fn stats_event(&self) -> Result<serde_json::Value> {
+        if self.status() == Status::Stopped {
+            return Err(self.bad_state("container not running"));
+        }
+        Ok(crate::stats::event(self.id(), &self.cgroup().stats()?))
+    }
+
+    /// Every process of the container (host pids).
+    pub fn pids(&self) -> Vec<Pid> {
+        self.cgroup().procs()
+    }
+
     /// Sends `sig` to init, or with `all` to every process of the container.
     pub fn kill(&self, sig: Signal, all: bool) -> Result<()> {
         let status = self.status();
@@ -243,7 +284,12 @@ impl Container {
         if status == Status::Stopped {
             return Err(self.bad_state("container not running"));
         }
-        self.signal_init(sig)
+        self.signal_init(sig)?;
+        // A frozen process only dies once thawed; as runc does, a kill resumes it.
+        if status == Status::Paused && sig == Signal::SIGKILL {
+            self.cgroup().set_frozen(false)?;
+        }
+        Ok(())
     }
 
     /// Signals init through a pidfd opened and then checked against the saved start time, so a

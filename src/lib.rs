@@ -12,11 +12,13 @@ pub mod error;
 pub mod exec;
 pub mod foreground;
 pub mod namespaces;
+pub mod oom;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod terminal;
 
 pub use error::{Error, Result};

@@ -2,13 +2,17 @@
 
 mod create;
 mod delete;
+mod events;
 mod features;
 mod kill;
 mod list;
+mod pause;
+mod ps;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::Path;
 
@@ -35,6 +39,16 @@ pub enum Command {
     Spec(spec::Args),
     /// Print the runtime features JSON (what this hutch really supports)
     Features,
+    /// List the processes of a container
+    Ps(ps::Args),
+    /// Freeze every process of a container
+    Pause(pause::Args),
+    /// Thaw a paused container
+    Resume(pause::Args),
+    /// Change the resource limits of a running container
+    Update(update::Args),
+    /// Print statistics and OOM events as JSON lines (runc's format)
+    Events(events::Args),
 }
 
 /// `--preserve-fds N` needs descriptors 3..3+N to be open in hutch itself.
@@ -68,5 +82,10 @@ pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
         Command::List(a) => list::run(a, root),
         Command::Spec(a) => spec::run(a),
         Command::Features => features::run(),
+        Command::Ps(a) => ps::run(a, root),
+        Command::Pause(a) => pause::pause(a, root),
+        Command::Resume(a) => pause::resume(a, root),
+        Command::Update(a) => update::run(a, root),
+        Command::Events(a) => events::run(a, root),
     }
 }
