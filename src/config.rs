@@ -68,32 +68,7 @@ impl Config {
     fn validate(&self) -> Result<()> {
         let process =
             self.spec.process().as_ref().ok_or_else(|| self.err("process", "missing: nothing to run"))?;
-        match process.args() {
-            Some(args) if !args.is_empty() && !args[0].is_empty() => {}
-            _ => return Err(self.err("process.args", "must name the program to run")),
-        }
-        if !process.cwd().is_absolute() {
-            return Err(self.err("process.cwd", format!("{:?} is not an absolute path", process.cwd())));
-        }
-        if let Some(env) = process.env() {
-            for (i, kv) in env.iter().enumerate() {
-                if !kv.contains('=') {
-                    return Err(self.err(format!("process.env[{i}]"), format!("{kv:?} is not KEY=VALUE")));
-                }
-            }
-        }
-        let mut seen = HashSet::new();
-        for (i, rl) in process.rlimits().iter().flatten().enumerate() {
-            if !seen.insert(format!("{:?}", rl.typ())) {
-                return Err(self.err(format!("process.rlimits[{i}]"), format!("{:?} given twice", rl.typ())));
-            }
-            if rl.soft() > rl.hard() {
-                return Err(self.err(
-                    format!("process.rlimits[{i}]"),
-                    format!("soft limit {} is above hard limit {}", rl.soft(), rl.hard()),
-                ));
-            }
-        }
+        check_process(process, &self.file, "process")?;
         self.validate_mounts()?;
         self.validate_linux()
     }
@@ -222,6 +197,36 @@ impl Config {
     pub fn has_namespace(&self, typ: LinuxNamespaceType) -> bool {
         self.namespaces().iter().any(|(t, _)| *t == typ)
     }
+}
+
+/// Checks a process (the config's, or one given to `exec`); `prefix` names it in errors.
+pub fn check_process(process: &oci_spec::runtime::Process, file: &Path, prefix: &str) -> Result<()> {
+    let err = |field: String, msg: String| Error::config(file, format!("{prefix}{field}"), msg);
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err(err(".args".into(), "must name the program to run".into())),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(err(".cwd".into(), format!("{:?} is not an absolute path", process.cwd())));
+    }
+    for (i, kv) in process.env().iter().flatten().enumerate() {
+        if !kv.contains('=') {
+            return Err(err(format!(".env[{i}]"), format!("{kv:?} is not KEY=VALUE")));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, rl) in process.rlimits().iter().flatten().enumerate() {
+        if !seen.insert(format!("{:?}", rl.typ())) {
+            return Err(err(format!(".rlimits[{i}]"), format!("{:?} given twice", rl.typ())));
+        }
+        if rl.soft() > rl.hard() {
+            return Err(err(
+                format!(".rlimits[{i}]"),
+                format!("soft limit {} is above hard limit {}", rl.soft(), rl.hard()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a spec, naming the JSON path of the first field that is wrong.

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use crate::cgroups::Cgroup;
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
-use crate::process::{self, SpawnRequest};
+use crate::process::{self, Job, SpawnRequest};
 use crate::state::{self, State, StateDir, Status};
 
 /// How long delete waits for a killed container's processes to go.
@@ -34,6 +34,23 @@ pub struct CreateOptions {
 pub struct Container {
     pub state: State,
     dir: StateDir,
+}
+
+/// What `exec` needs besides the container.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub process: oci_spec::runtime::Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: i32,
+}
+
+/// An exec'd process.
+pub struct Execd {
+    /// A child of the calling process (CLONE_PARENT), so a foreground exec can wait for it.
+    pub pid: Pid,
+    pub console: Option<OwnedFd>,
 }
 
 /// What `create` gives back besides the container.
@@ -73,6 +90,7 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
     let mut cleanup = Cleanup { dir: Some(dir), cgroup: None };
     // Should this process die half-way, `delete` learns from this which cgroup to remove.
     cleanup.dir.as_ref().expect("set").save(&state)?;
+    cleanup.dir.as_ref().expect("set").save_config(&config.spec)?;
     let resources = Cgroup::resources_with_devices(
         linux.and_then(|l| l.resources().as_ref()),
         linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),
@@ -83,9 +101,8 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
 
     let spawned = process::spawn(SpawnRequest {
         config,
-        start_listener: OwnedFd::from(listener),
+        job: Job::Create { start_listener: OwnedFd::from(listener), no_pivot: opts.no_pivot },
         cgroup,
-        no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
     })?;
     let init = spawned.init;
@@ -229,6 +246,52 @@ impl Container {
         self.dir.save(&self.state)?;
         let _ = std::fs::remove_file(&sock);
         Ok(())
+    }
+
+    /// The container's own process, as `exec` starts from it (runc's behaviour: an exec'd
+    /// process inherits env, user, cwd and capabilities unless told otherwise).
+    pub fn process_template(&self) -> Result<oci_spec::runtime::Process> {
+        let file = self.dir.config_path();
+        let bytes = std::fs::read(&file).context(|| format!("read {}", file.display()))?;
+        let spec =
+            crate::config::parse(&bytes[..]).map_err(|(field, msg)| Error::config(&file, field, msg))?;
+        spec.process().clone().ok_or_else(|| Error::config(&file, "process", "missing"))
+    }
+
+    /// Runs one more process in the container: it joins every namespace and the cgroup of the
+    /// container and applies its own process fields. Returns its pid (a child of the caller)
+    /// and, for a terminal without a console socket, the pty master.
+    pub fn exec(&self, opts: &ExecOptions) -> Result<Execd> {
+        let status = self.status();
+        if status != Status::Running && status != Status::Created {
+            return Err(self.bad_state("exec needs a created or running container"));
+        }
+        let file = self.dir.config_path();
+        let bytes = std::fs::read(&file).context(|| format!("read {}", file.display()))?;
+        let spec =
+            crate::config::parse(&bytes[..]).map_err(|(field, msg)| Error::config(&file, field, msg))?;
+        let config = Config::from_spec(spec, self.state.bundle.clone(), file.clone())?;
+        crate::config::check_process(&opts.process, &file, "exec process")?;
+        if opts.process.terminal() == Some(true) && opts.console_socket.is_none() && opts.detach {
+            return Err(Error::Usage("a detached exec with a terminal needs --console-socket".into()));
+        }
+        let mut cgroup = self.cgroup();
+        let spawned = process::spawn(SpawnRequest {
+            config: &config,
+            job: Job::Exec { target: Pid::from_raw(self.state.pid), process: Box::new(opts.process.clone()) },
+            cgroup: &mut cgroup,
+            preserve_fds: opts.preserve_fds,
+        })?;
+        if let Some(p) = &opts.pid_file {
+            state::write_atomic(p, &spawned.init.to_string())?;
+        }
+        let mut console = spawned.console;
+        if let (Some(sock), Some(master)) = (&opts.console_socket, &console) {
+            crate::terminal::send_to_socket(sock, master.as_fd())
+                .map_err(|e| Error::Usage(format!("--console-socket: {e}")))?;
+            console = None;
+        }
+        Ok(Execd { pid: spawned.init, console })
     }
 
     /// Freezes every process of a running container.

@@ -17,6 +17,7 @@ use crate::error::{Context, Error, Result};
 
 pub const DEFAULT_ROOT: &str = "/run/hutch";
 const STATE_FILE: &str = "state.json";
+const CONFIG_COPY: &str = "config.json";
 /// The socket init listens on until `start`.
 pub const START_SOCKET: &str = "notify.sock";
 
@@ -164,8 +165,21 @@ impl StateDir {
     }
 
     pub fn save(&self, state: &State) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
-        let bytes = serde_json::to_vec(state).expect("state serializes");
+        self.write(STATE_FILE, &serde_json::to_vec(state).expect("state serializes"))
+    }
+
+    /// The container's config as it was at create, for `exec` (the bundle may change later).
+    pub fn save_config(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        self.write(CONFIG_COPY, &serde_json::to_vec(spec).expect("spec serializes"))
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_COPY)
+    }
+
+    /// Writes a file of the state directory atomically.
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -173,8 +187,8 @@ impl StateDir {
             .mode(0o600)
             .open(&tmp)
             .context(|| format!("write {}", tmp.display()))?;
-        f.write_all(&bytes).context(|| format!("write {}", tmp.display()))?;
-        fs::rename(&tmp, self.dir.join(STATE_FILE)).context(|| format!("rename {}", tmp.display()))
+        f.write_all(bytes).context(|| format!("write {}", tmp.display()))?;
+        fs::rename(&tmp, self.dir.join(name)).context(|| format!("rename {}", tmp.display()))
     }
 
     /// Removes the directory; the lock goes with the value.

@@ -207,3 +207,131 @@ fn update_from_a_resources_file() {
     let out = f.hutch(&["update", "--resources", file.to_str().unwrap(), &id]);
     assert!(stderr(&out).contains("pids.limit"), "{}", stderr(&out));
 }
+
+fn ns_links(pid: &str) -> Vec<String> {
+    ["mnt", "pid", "net", "ipc", "uts", "cgroup"]
+        .iter()
+        .map(|k| std::fs::read_link(format!("/proc/{pid}/ns/{k}")).unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn exec_joins_the_namespaces_and_cgroup_of_init() {
+    let mut f = Fixture::new("sleep 1000");
+    let id = start_detached(&mut f);
+    let init = f.state(&id)["pid"].to_string();
+    let script =
+        "for k in mnt pid net ipc uts cgroup; do readlink /proc/self/ns/$k; done; cat /proc/self/cgroup; \
+                  grep CapEff /proc/self/status; hostname";
+    let out = f.hutch(&["exec", &id, "sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..6].to_vec(), ns_links(&init), "{text}");
+    // The same cgroup as init, seen from inside the cgroup namespace as its root.
+    let init_cg = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
+    let pids_line = init_cg.lines().find(|l| l.contains(":pids:")).unwrap();
+    assert!(pids_line.ends_with(&format!("/hutch/{id}")), "{pids_line}");
+    assert!(text.lines().any(|l| l.contains(":pids:/") && l.ends_with(":/")), "{text}");
+    // The container's own capabilities (CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE).
+    assert!(text.contains("CapEff:\t0000000020000420"), "{text}");
+    assert!(text.contains("hutch-test"), "{text}");
+}
+
+#[test]
+fn exec_applies_its_own_process_fields() {
+    let mut f = Fixture::new("sleep 1000");
+    let id = start_detached(&mut f);
+    let out = f.hutch(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "--env",
+        "GREETING=hello",
+        "--cwd",
+        "/tmp",
+        "--cap",
+        "CAP_CHOWN",
+        &id,
+        "sh",
+        "-c",
+        "id -u; id -g; echo $GREETING; pwd; grep CapBnd /proc/self/status",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..4], ["1000", "1000", "hello", "/tmp"], "{text}");
+    assert!(lines[4].ends_with("0000000020000421"), "{text}");
+}
+
+#[test]
+fn exec_exit_codes_and_detach() {
+    let mut f = Fixture::new("sleep 1000");
+    let id = start_detached(&mut f);
+    assert_eq!(f.hutch(&["exec", &id, "sh", "-c", "exit 9"]).status.code(), Some(9));
+    let pid_file = f.dir.path().join("exec.pid");
+    let out = f.hutch(&["exec", "--detach", "--pid-file", pid_file.to_str().unwrap(), &id, "sleep", "500"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let pids: Vec<i32> = serde_json::from_slice(&f.hutch(&["ps", "--format", "json", &id]).stdout).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
+    let missing = f.hutch(&["exec", &id, "no-such-program"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("not found in $PATH"), "{}", stderr(&missing));
+}
+
+#[test]
+fn exec_into_a_stopped_or_unknown_container() {
+    let mut f = Fixture::new("true");
+    let id = start_detached(&mut f);
+    wait_for("exit", || f.state(&id)["status"] == "stopped");
+    let out = f.hutch(&["exec", &id, "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+    let out = f.hutch(&["exec", "no-such-container", "true"]);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn exec_from_a_process_file() {
+    let mut f = Fixture::new("sleep 1000");
+    let id = start_detached(&mut f);
+    let file = f.dir.path().join("process.json");
+    std::fs::write(
+        &file,
+        json!({"args": ["sh", "-c", "echo $X; ulimit -n"], "cwd": "/", "env": ["X=from-file", "PATH=/bin"],
+               "user": {"uid": 0, "gid": 0}, "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 77, "hard": 77}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = f.hutch(&["exec", "--process", file.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-file\n77\n");
+}
+
+#[test]
+fn exec_into_a_user_namespace_container() {
+    let mut f = Fixture::new("sleep 1000");
+    f.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    f.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 500000, "size": 65536}]);
+    f.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 500000, "size": 65536}]);
+    f.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    let id = start_detached(&mut f);
+    let init = f.state(&id)["pid"].to_string();
+    let out = f.hutch(&[
+        "exec",
+        "-u",
+        "7:7",
+        &id,
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/user; id -u; cat /proc/self/uid_map",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let want = std::fs::read_link(format!("/proc/{init}/ns/user")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], want.to_str().unwrap());
+    assert_eq!(lines[1], "7");
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["0", "500000", "65536"]);
+}

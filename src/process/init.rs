@@ -29,6 +29,7 @@ use nix::unistd::{sethostname, setsid};
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::message::{InitMsg, StageFailure};
+use super::spawn::Job;
 use crate::channel::Sender;
 use crate::config::Config;
 use crate::{capabilities, exec, rlimits, rootfs, terminal};
@@ -38,14 +39,12 @@ pub const STAGE: &str = "init";
 /// What `start` sends to release init.
 pub const START: &[u8] = b"start";
 
-pub(crate) fn run(
-    config: &Config,
-    listener: OwnedFd,
-    tx: Sender<InitMsg>,
-    no_pivot: bool,
-    preserve_fds: i32,
-) -> ! {
-    let prog = match steps(config, &tx, no_pivot, preserve_fds) {
+pub(crate) fn run(config: &Config, job: Job, tx: Sender<InitMsg>, preserve_fds: i32) -> ! {
+    let (process, create) = match &job {
+        Job::Create { no_pivot, .. } => (config.process(), Some(*no_pivot)),
+        Job::Exec { process, .. } => (&**process, None),
+    };
+    let prog = match steps(config, process, create, &tx, preserve_fds) {
         Ok(prog) => prog,
         Err(message) => {
             let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
@@ -55,8 +54,15 @@ pub(crate) fn run(
     if tx.send(&InitMsg::Ready).is_err() {
         exit(1)
     }
+    let Job::Create { start_listener, .. } = job else {
+        // exec: run at once; main learns of success by the channel closing on exec.
+        let err = exec::execve(&prog);
+        let _ = tx
+            .send(&InitMsg::Failed(StageFailure::new(STAGE, format!("exec {}: {err}", prog.path.display()))));
+        exit(127)
+    };
     drop(tx);
-    let Ok(mut conn) = wait_for_start(listener) else { exit(1) };
+    let Ok(mut conn) = wait_for_start(start_listener) else { exit(1) };
     let err = exec::execve(&prog);
     let _ = conn.write_all(format!("exec {}: {err}", prog.path.display()).as_bytes());
     exit(127)
@@ -67,43 +73,51 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// `create` is `Some(no_pivot)` for a new container; `None` for an exec into a running one,
+/// which skips the steps that build the container (3, 4, 6, 7, 8).
 fn steps(
     config: &Config,
+    process: &oci_spec::runtime::Process,
+    create: Option<bool>,
     tx: &Sender<InitMsg>,
-    no_pivot: bool,
     preserve_fds: i32,
 ) -> Result<exec::Program, String> {
-    let process = config.process();
+    let terminal = process.terminal() == Some(true);
     // 1, 2
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set parent death signal: {e}"))?;
-    setsid().map_err(|e| format!("setsid: {e}"))?;
+    if create.is_some() || terminal {
+        setsid().map_err(|e| format!("setsid: {e}"))?;
+    }
 
     // 3, 4
-    rootfs::prepare(config, config.new_namespace(LinuxNamespaceType::Cgroup))?;
-    rootfs::enter(&config.rootfs, no_pivot).map_err(|e| format!("root.path: {e}"))?;
+    if let Some(no_pivot) = create {
+        rootfs::prepare(config, config.new_namespace(LinuxNamespaceType::Cgroup))?;
+        rootfs::enter(&config.rootfs, no_pivot).map_err(|e| format!("root.path: {e}"))?;
+    }
 
     // 5
-    if process.terminal() == Some(true) {
+    if terminal {
         let master =
             terminal::setup_pty(process.console_size()).map_err(|e| format!("process.terminal: {e}"))?;
         tx.send_with_fds(&InitMsg::Console, &[master.as_fd()])
             .map_err(|e| format!("process.terminal: send console: {e}"))?;
     }
 
-    // 6
-    if let Some(h) = config.spec.hostname() {
-        sethostname(h).map_err(|e| format!("hostname: {e}"))?;
+    if create.is_some() {
+        // 6
+        if let Some(h) = config.spec.hostname() {
+            sethostname(h).map_err(|e| format!("hostname: {e}"))?;
+        }
+        if let Some(d) = config.spec.domainname() {
+            set_domainname(d).map_err(|e| format!("domainname: {e}"))?;
+        }
+        // 7, 8
+        for (key, value) in config.spec.linux().iter().flat_map(|l| l.sysctl().iter().flatten()) {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            std::fs::write(&path, value).map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
+        }
+        rootfs::finish(config)?;
     }
-    if let Some(d) = config.spec.domainname() {
-        set_domainname(d).map_err(|e| format!("domainname: {e}"))?;
-    }
-
-    // 7, 8
-    for (key, value) in config.spec.linux().iter().flat_map(|l| l.sysctl().iter().flatten()) {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
-    }
-    rootfs::finish(config)?;
 
     // 9
     if let Some(adj) = process.oom_score_adj() {

@@ -6,7 +6,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 
 use super::init;
 use super::message::{InitMsg, IntermediateMsg, MainMsg, StageFailure};
-use super::spawn::ChildContext;
+use super::spawn::{ChildContext, Job};
 use crate::channel::{Receiver, Sender};
 use crate::namespaces::{self, clone_flag};
 
@@ -46,35 +46,14 @@ fn steps(
     expect(MainMsg::Go)?;
 
     namespaces::join_all(&ctx.joins).map_err(|e| format!("linux.namespaces: join: {e}"))?;
-
-    let config = ctx.config;
-    if config.new_namespace(LinuxNamespaceType::User) {
-        namespaces::unshare_flags(CloneFlags::CLONE_NEWUSER)
-            .map_err(|e| format!("linux.namespaces: unshare user: {e}"))?;
-        ask(IntermediateMsg::NeedIdMaps)?;
-        expect(MainMsg::IdMapsWritten)?;
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .map_err(|e| format!("linux.gidMappings: become gid 0 (is container gid 0 mapped?): {e}"))?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .map_err(|e| format!("linux.uidMappings: become uid 0 (is container uid 0 mapped?): {e}"))?;
-    }
-
-    let mut flags = CloneFlags::empty();
-    for (typ, path) in config.namespaces() {
-        if path.is_none() && typ != LinuxNamespaceType::User {
-            flags |= clone_flag(typ);
-        }
-    }
-    namespaces::unshare_flags(flags).map_err(|e| format!("linux.namespaces: unshare {flags:?}: {e}"))?;
-    if config.new_namespace(LinuxNamespaceType::Time) {
-        ask(IntermediateMsg::NeedTimeOffsets)?;
-        expect(MainMsg::TimeOffsetsWritten)?;
+    if matches!(ctx.job, Job::Create { .. }) {
+        create_namespaces(ctx.config, &ask, &expect)?;
     }
 
     let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
     if pid == 0 {
         drop((ctx.joins, rx, tx));
-        init::run(config, ctx.start_listener, init_tx, ctx.no_pivot, ctx.preserve_fds);
+        init::run(ctx.config, ctx.job, init_tx, ctx.preserve_fds);
     }
     ask(IntermediateMsg::InitPid(pid))
 }
@@ -106,4 +85,36 @@ fn clone_parent() -> std::io::Result<libc::pid_t> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(rc as libc::pid_t)
+}
+
+/// For a new container: the user namespace first (main writes its id maps), then the others
+/// (main writes the time offsets before init is born into the new time namespace).
+fn create_namespaces(
+    config: &crate::config::Config,
+    ask: &dyn Fn(IntermediateMsg) -> Result<(), String>,
+    expect: &dyn Fn(MainMsg) -> Result<(), String>,
+) -> Result<(), String> {
+    if config.new_namespace(LinuxNamespaceType::User) {
+        namespaces::unshare_flags(CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("linux.namespaces: unshare user: {e}"))?;
+        ask(IntermediateMsg::NeedIdMaps)?;
+        expect(MainMsg::IdMapsWritten)?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("linux.gidMappings: become gid 0 (is container gid 0 mapped?): {e}"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("linux.uidMappings: become uid 0 (is container uid 0 mapped?): {e}"))?;
+    }
+
+    let mut flags = CloneFlags::empty();
+    for (typ, path) in config.namespaces() {
+        if path.is_none() && typ != LinuxNamespaceType::User {
+            flags |= clone_flag(typ);
+        }
+    }
+    namespaces::unshare_flags(flags).map_err(|e| format!("linux.namespaces: unshare {flags:?}: {e}"))?;
+    if config.new_namespace(LinuxNamespaceType::Time) {
+        ask(IntermediateMsg::NeedTimeOffsets)?;
+        expect(MainMsg::TimeOffsetsWritten)?;
+    }
+    Ok(())
 }

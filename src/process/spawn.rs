@@ -15,12 +15,20 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::namespaces::Join;
 
+/// What the new process is for.
+pub enum Job {
+    /// A new container: new namespaces, the rootfs, and an init that waits for `start` on this
+    /// listening socket.
+    Create { start_listener: OwnedFd, no_pivot: bool },
+    /// One more process in the running container whose init is `target`: it joins all of that
+    /// container's namespaces and runs `process` at once.
+    Exec { target: Pid, process: Box<oci_spec::runtime::Process> },
+}
+
 pub struct SpawnRequest<'a> {
     pub config: &'a Config,
-    /// The listening socket that `start` connects to; init waits on it.
-    pub start_listener: OwnedFd,
+    pub job: Job,
     pub cgroup: &'a mut Cgroup,
-    pub no_pivot: bool,
     /// Descriptors 3..3+N stay open in the container.
     pub preserve_fds: i32,
 }
@@ -35,13 +43,16 @@ pub struct Spawned {
 pub(crate) struct ChildContext<'a> {
     pub config: &'a Config,
     pub joins: Vec<Join>,
-    pub start_listener: OwnedFd,
-    pub no_pivot: bool,
+    pub job: Job,
     pub preserve_fds: i32,
 }
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
-    let joins = open_joins(req.config)?;
+    let joins = match &req.job {
+        Job::Create { .. } => open_joins(req.config)?,
+        Job::Exec { target, .. } => container_joins(req.config, *target)?,
+    };
+    let exec = matches!(req.job, Job::Exec { .. });
     let sys = |what: &str| {
         let what = what.to_string();
         move |e: nix::Error| Error::Sys { context: what, source: e }
@@ -49,13 +60,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let (to_mid, mid_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
     let (mid_tx, from_mid) = channel::<IntermediateMsg>().map_err(sys("socketpair"))?;
     let (init_tx, from_init) = channel::<InitMsg>().map_err(sys("socketpair"))?;
-    let ctx = ChildContext {
-        config: req.config,
-        joins,
-        start_listener: req.start_listener,
-        no_pivot: req.no_pivot,
-        preserve_fds: req.preserve_fds,
-    };
+    let ctx = ChildContext { config: req.config, joins, job: req.job, preserve_fds: req.preserve_fds };
     // SAFETY: the child only runs the intermediate stage and exits; it never returns here.
     let mid = match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
@@ -101,6 +106,16 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
             Err(e) => return Err(lost("init", e)),
         }
     }
+    if exec {
+        // The process execs right after Ready; its end of the channel is close-on-exec, so EOF
+        // means the exec worked and a message means it failed.
+        match from_init.recv() {
+            Err(ChannelError::Closed) => {}
+            Ok(InitMsg::Failed(f)) => return Err(f.into()),
+            Ok(other) => return Err(lost("init", ChannelError::Decode(format!("unexpected {other:?}")))),
+            Err(e) => return Err(lost("init", e)),
+        }
+    }
     guard.pids.clear();
     Ok(Spawned { init, console })
 }
@@ -142,6 +157,32 @@ fn open_joins(config: &Config) -> Result<Vec<Join>> {
                 format!("linux.namespaces[{i}].path"),
                 format!("{}: {e}", path.display()),
             )
+        })?;
+        joins.push(Join { typ, fd });
+    }
+    Ok(joins)
+}
+
+/// The namespaces of a running container, to join for `exec`: every kind its config names,
+/// through its init's /proc entries.
+fn container_joins(config: &Config, target: Pid) -> Result<Vec<Join>> {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    let mut joins = Vec::new();
+    for (typ, _) in config.namespaces() {
+        let name = match typ {
+            T::Mount => "mnt",
+            T::Network => "net",
+            T::Pid => "pid",
+            T::Ipc => "ipc",
+            T::Uts => "uts",
+            T::User => "user",
+            T::Cgroup => "cgroup",
+            T::Time => "time",
+        };
+        let path = std::path::PathBuf::from(format!("/proc/{target}/ns/{name}"));
+        let fd = crate::namespaces::open(&path, typ).map_err(|e| Error::Stage {
+            stage: "exec".into(),
+            message: format!("join {}: {e}", path.display()),
         })?;
         joins.push(Join { typ, fd });
     }

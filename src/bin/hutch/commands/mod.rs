@@ -3,6 +3,7 @@
 mod create;
 mod delete;
 mod events;
+mod exec;
 mod features;
 mod kill;
 mod list;
@@ -39,6 +40,8 @@ pub enum Command {
     Spec(spec::Args),
     /// Print the runtime features JSON (what this hutch really supports)
     Features,
+    /// Run a new process inside a running container
+    Exec(exec::Args),
     /// List the processes of a container
     Ps(ps::Args),
     /// Freeze every process of a container
@@ -56,6 +59,7 @@ pub fn check_preserved_fds(cmd: &Command) -> hutch::Result<()> {
     let n = match cmd {
         Command::Create(a) => a.preserve_fds,
         Command::Run(a) => a.create.preserve_fds,
+        Command::Exec(a) => a.preserve_fds,
         _ => 0,
     };
     if n < 0 {
@@ -82,6 +86,7 @@ pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
         Command::List(a) => list::run(a, root),
         Command::Spec(a) => spec::run(a),
         Command::Features => features::run(),
+        Command::Exec(a) => exec::run(a, root),
         Command::Ps(a) => ps::run(a, root),
         Command::Pause(a) => pause::pause(a, root),
         Command::Resume(a) => pause::resume(a, root),
