@@ -69,6 +69,18 @@ impl Config {
         let process =
             self.spec.process().as_ref().ok_or_else(|| self.err("process", "missing: nothing to run"))?;
         check_process(process, &self.file, "process")?;
+        for point in crate::hooks::Point::ALL {
+            for (i, hook) in point.hooks(self.spec.hooks().as_ref()).iter().enumerate() {
+                let field = format!("hooks.{}[{i}]", point.name());
+                if !hook.path().is_absolute() {
+                    return Err(self
+                        .err(format!("{field}.path"), format!("{:?} is not an absolute path", hook.path())));
+                }
+                if hook.timeout().is_some_and(|t| t <= 0) {
+                    return Err(self.err(format!("{field}.timeout"), "must be a positive number of seconds"));
+                }
+            }
+        }
         self.validate_mounts()?;
         self.validate_linux()
     }

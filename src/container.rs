@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use crate::cgroups::Cgroup;
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
+use crate::hooks;
 use crate::process::{self, Job, SpawnRequest};
 use crate::state::{self, State, StateDir, Status};
 
@@ -99,12 +100,25 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
     let sock_path = cleanup.dir.as_ref().expect("set").start_socket();
     let listener = UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
 
-    let spawned = process::spawn(SpawnRequest {
+    let hooks = config.spec.hooks().as_ref();
+    let spawned = match process::spawn(SpawnRequest {
         config,
+        hook_state: hooks.is_some().then(|| oci_state_json(&state, Status::Creating)),
         job: Job::Create { start_listener: OwnedFd::from(listener), no_pivot: opts.no_pivot },
         cgroup,
         preserve_fds: opts.preserve_fds,
-    })?;
+    }) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            // A failed create continues at delete, poststop hooks included (runtime spec).
+            hooks::run_and_warn(
+                hooks::Point::Poststop,
+                hooks,
+                &oci_state_json(&state, Status::Stopped).to_string(),
+            );
+            return Err(e);
+        }
+    };
     let init = spawned.init;
     let result = (|| {
         let pid_start = start_time(init).ok_or_else(|| Error::Stage {
@@ -133,6 +147,11 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
             Ok(Created { container: Container { state, dir }, console })
         }
         Err(e) => {
+            hooks::run_and_warn(
+                hooks::Point::Poststop,
+                hooks,
+                &oci_state_json(&state, Status::Stopped).to_string(),
+            );
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(init, None);
             if let Some(p) = &opts.pid_file {
@@ -245,6 +264,7 @@ impl Container {
         self.state.status = Status::Running;
         self.dir.save(&self.state)?;
         let _ = std::fs::remove_file(&sock);
+        self.hooks_and_warn(hooks::Point::Poststart, Status::Running);
         Ok(())
     }
 
@@ -278,6 +298,7 @@ impl Container {
         let mut cgroup = self.cgroup();
         let spawned = process::spawn(SpawnRequest {
             config: &config,
+            hook_state: None,
             job: Job::Exec { target: Pid::from_raw(self.state.pid), process: Box::new(opts.process.clone()) },
             cgroup: &mut cgroup,
             preserve_fds: opts.preserve_fds,
@@ -407,31 +428,55 @@ impl Container {
             let _ = self.signal_init(Signal::SIGKILL);
         }
         cg.destroy(KILL_TIMEOUT)?;
-        self.dir.remove()
+        // poststop needs the config, which goes with the directory: read it first.
+        let poststop = std::fs::read(self.dir.config_path()).ok();
+        let state = self.state.clone();
+        self.dir.remove()?;
+        if let Some(spec) = poststop.and_then(|b| crate::config::parse(&b[..]).ok()) {
+            hooks::run_and_warn(
+                hooks::Point::Poststop,
+                spec.hooks().as_ref(),
+                &oci_state_json(&state, Status::Stopped).to_string(),
+            );
+        }
+        Ok(())
     }
 
     /// The state as the OCI runtime spec defines it (what `hutch state` prints).
     pub fn oci_state(&self) -> serde_json::Value {
-        let status = self.status();
-        let mut v = serde_json::json!({
-            "ociVersion": oci_spec::runtime::VERSION,
-            "id": self.state.id,
-            "status": status,
-            "bundle": self.state.bundle,
-            "rootfs": self.state.rootfs,
-            "created": self.state.created,
-            "owner": self.state.owner,
-        });
-        if status != Status::Stopped {
-            v["pid"] = self.state.pid.into();
-        } else {
-            v["pid"] = 0.into();
-        }
-        if !self.state.annotations.is_empty() {
-            v["annotations"] = serde_json::to_value(&self.state.annotations).expect("map");
-        }
-        v
+        oci_state_json(&self.state, self.status())
     }
+
+    /// Runs the hooks of `point` that only warrant a warning when they fail.
+    fn hooks_and_warn(&self, point: hooks::Point, status: Status) {
+        let Ok(bytes) = std::fs::read(self.dir.config_path()) else { return };
+        let Ok(spec) = crate::config::parse(&bytes[..]) else { return };
+        if !point.hooks(spec.hooks().as_ref()).is_empty() {
+            hooks::run_and_warn(
+                point,
+                spec.hooks().as_ref(),
+                &oci_state_json(&self.state, status).to_string(),
+            );
+        }
+    }
+}
+
+/// The OCI state of `state` with `status`.
+pub fn oci_state_json(state: &State, status: Status) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ociVersion": oci_spec::runtime::VERSION,
+        "id": state.id,
+        "status": status,
+        "pid": if status == Status::Stopped { 0 } else { state.pid },
+        "bundle": state.bundle,
+        "rootfs": state.rootfs,
+        "created": state.created,
+        "owner": state.owner,
+    });
+    if !state.annotations.is_empty() {
+        v["annotations"] = serde_json::to_value(&state.annotations).expect("map");
+    }
+    v
 }
 
 fn start_time(pid: Pid) -> Option<u64> {

@@ -11,6 +11,7 @@ pub mod container;
 pub mod error;
 pub mod exec;
 pub mod foreground;
+pub mod hooks;
 pub mod namespaces;
 pub mod oom;
 pub mod process;

@@ -129,7 +129,10 @@ fn stats_move_as_the_container_allocates() {
 
 #[test]
 fn pause_stops_progress_and_resume_restarts_it() {
-    let mut f = Fixture::new("i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done");
+    let mut f = Fixture::new(
+        // Written by rename, so the host never reads a half-written count (a freeze can land anywhere).
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.01; done",
+    );
     let id = start_detached(&mut f);
     let count = || {
         std::fs::read_to_string(f.rootfs().join("tmp/count")).ok().and_then(|s| s.trim().parse::<u64>().ok())

@@ -28,24 +28,30 @@ use nix::sys::stat::Mode;
 use nix::unistd::{sethostname, setsid};
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::message::{InitMsg, StageFailure};
+use super::message::{InitMsg, MainMsg, StageFailure};
 use super::spawn::Job;
-use crate::channel::Sender;
+use crate::channel::{Receiver, Sender};
 use crate::config::Config;
-use crate::{capabilities, exec, rlimits, rootfs, terminal};
+use crate::{capabilities, exec, hooks, rlimits, rootfs, terminal};
 
 pub const STAGE: &str = "init";
 
 /// What `start` sends to release init.
 pub const START: &[u8] = b"start";
 
-pub(crate) fn run(config: &Config, job: Job, tx: Sender<InitMsg>, preserve_fds: i32) -> ! {
+pub(crate) fn run(
+    config: &Config,
+    job: Job,
+    tx: Sender<InitMsg>,
+    from_main: Receiver<MainMsg>,
+    preserve_fds: i32,
+) -> ! {
     let (process, create) = match &job {
         Job::Create { no_pivot, .. } => (config.process(), Some(*no_pivot)),
         Job::Exec { process, .. } => (&**process, None),
     };
-    let prog = match steps(config, process, create, &tx, preserve_fds) {
-        Ok(prog) => prog,
+    let (prog, hook_state) = match steps(config, process, create, &tx, &from_main, preserve_fds) {
+        Ok(done) => done,
         Err(message) => {
             let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
             exit(1)
@@ -63,6 +69,12 @@ pub(crate) fn run(config: &Config, job: Job, tx: Sender<InitMsg>, preserve_fds: 
     };
     drop(tx);
     let Ok(mut conn) = wait_for_start(start_listener) else { exit(1) };
+    if let Some(state) = hook_state {
+        if let Err(e) = hooks::run(hooks::Point::StartContainer, config.spec.hooks().as_ref(), &state) {
+            let _ = conn.write_all(e.as_bytes());
+            exit(1)
+        }
+    }
     let err = exec::execve(&prog);
     let _ = conn.write_all(format!("exec {}: {err}", prog.path.display()).as_bytes());
     exit(127)
@@ -80,8 +92,9 @@ fn steps(
     process: &oci_spec::runtime::Process,
     create: Option<bool>,
     tx: &Sender<InitMsg>,
+    from_main: &Receiver<MainMsg>,
     preserve_fds: i32,
-) -> Result<exec::Program, String> {
+) -> Result<(exec::Program, Option<String>), String> {
     let terminal = process.terminal() == Some(true);
     // 1, 2
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set parent death signal: {e}"))?;
@@ -90,8 +103,10 @@ fn steps(
     }
 
     // 3, 4
+    let mut hook_state = None;
     if let Some(no_pivot) = create {
         rootfs::prepare(config, config.new_namespace(LinuxNamespaceType::Cgroup))?;
+        hook_state = create_hooks(config, tx, from_main)?;
         rootfs::enter(&config.rootfs, no_pivot).map_err(|e| format!("root.path: {e}"))?;
     }
 
@@ -151,7 +166,33 @@ fn steps(
     close_on_exec_from(3 + preserve_fds)?;
     reset_signals();
     nix::sys::prctl::set_pdeathsig(None).map_err(|e| format!("clear parent death signal: {e}"))?;
-    Ok(prog)
+    Ok((prog, hook_state))
+}
+
+/// Between the mounts and pivot_root: main runs prestart and createRuntime hooks, then init runs
+/// createContainer hooks. Returns the state startContainer hooks will get, when there are hooks.
+fn create_hooks(
+    config: &Config,
+    tx: &Sender<InitMsg>,
+    from_main: &Receiver<MainMsg>,
+) -> Result<Option<String>, String> {
+    use hooks::Point;
+    let hooks = config.spec.hooks().as_ref();
+    let early = [Point::Prestart, Point::CreateRuntime, Point::CreateContainer, Point::StartContainer];
+    if early.iter().all(|p| p.hooks(hooks).is_empty()) {
+        return Ok(None);
+    }
+    tx.send(&InitMsg::HooksPoint).map_err(|e| format!("hooks: {e}"))?;
+    let state = match from_main.recv() {
+        Ok(MainMsg::HooksDone { state }) => state,
+        Ok(other) => return Err(format!("hooks: unexpected {other:?} from main")),
+        Err(e) => return Err(format!("hooks: waiting for main: {e}")),
+    };
+    hooks::run(Point::CreateContainer, hooks, &state)?;
+    let mut start_state: serde_json::Value =
+        serde_json::from_str(&state).map_err(|e| format!("hooks: {e}"))?;
+    start_state["status"] = "created".into();
+    Ok(Some(start_state.to_string()))
 }
 
 /// 15: blocks until `hutch start` connects and says start. The connection stays open (it is

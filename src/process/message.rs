@@ -9,6 +9,10 @@ pub enum MainMsg {
     Go,
     IdMapsWritten,
     TimeOffsetsWritten,
+    /// To init: the prestart and createRuntime hooks ran; this is the state to give its own.
+    HooksDone {
+        state: String,
+    },
 }
 
 /// intermediate → main.
@@ -28,6 +32,8 @@ pub enum IntermediateMsg {
 pub enum InitMsg {
     /// The terminal's master side rides along with this message.
     Console,
+    /// The mounts are done (pivot_root is next): main runs prestart and createRuntime hooks.
+    HooksPoint,
     /// Setup is complete; init waits for start.
     Ready,
     Failed(StageFailure),

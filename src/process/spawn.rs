@@ -10,9 +10,10 @@ use nix::unistd::{fork, ForkResult, Pid};
 use super::intermediate;
 use super::message::{InitMsg, IntermediateMsg, MainMsg, StageFailure};
 use crate::cgroups::Cgroup;
-use crate::channel::{channel, ChannelError, Sender};
+use crate::channel::{channel, ChannelError, Receiver, Sender};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::hooks;
 use crate::namespaces::Join;
 
 /// What the new process is for.
@@ -28,6 +29,9 @@ pub enum Job {
 pub struct SpawnRequest<'a> {
     pub config: &'a Config,
     pub job: Job,
+    /// The OCI state hooks receive (without the pid, which is filled in), when the config has
+    /// hooks to run during create.
+    pub hook_state: Option<serde_json::Value>,
     pub cgroup: &'a mut Cgroup,
     /// Descriptors 3..3+N stay open in the container.
     pub preserve_fds: i32,
@@ -45,6 +49,8 @@ pub(crate) struct ChildContext<'a> {
     pub joins: Vec<Join>,
     pub job: Job,
     pub preserve_fds: i32,
+    /// main → init, for the hooks rendezvous.
+    pub from_main: Receiver<MainMsg>,
 }
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
@@ -60,11 +66,18 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let (to_mid, mid_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
     let (mid_tx, from_mid) = channel::<IntermediateMsg>().map_err(sys("socketpair"))?;
     let (init_tx, from_init) = channel::<InitMsg>().map_err(sys("socketpair"))?;
-    let ctx = ChildContext { config: req.config, joins, job: req.job, preserve_fds: req.preserve_fds };
+    let (to_init, init_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
+    let ctx = ChildContext {
+        config: req.config,
+        joins,
+        job: req.job,
+        preserve_fds: req.preserve_fds,
+        from_main: init_rx,
+    };
     // SAFETY: the child only runs the intermediate stage and exits; it never returns here.
     let mid = match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
-            drop((to_mid, from_mid, from_init));
+            drop((to_mid, from_mid, from_init, to_init));
             intermediate::run(ctx, mid_rx, mid_tx, init_tx)
         }
         ForkResult::Parent { child } => child,
@@ -100,6 +113,16 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
             Ok((InitMsg::Console, mut fds)) if fds.len() == 1 => console = fds.pop(),
             Ok((InitMsg::Console, _)) => {
                 return Err(lost("init", ChannelError::Decode("console without fd".into())))
+            }
+            Ok((InitMsg::HooksPoint, _)) => {
+                let mut state = req.hook_state.clone().unwrap_or_default();
+                state["pid"] = init.as_raw().into();
+                let state = state.to_string();
+                let hooks = req.config.spec.hooks().as_ref();
+                for point in [hooks::Point::Prestart, hooks::Point::CreateRuntime] {
+                    hooks::run(point, hooks, &state).map_err(|e| StageFailure::new("create", e))?;
+                }
+                to_init.send(&MainMsg::HooksDone { state }).map_err(|e| lost("init", e))?;
             }
             Ok((InitMsg::Ready, _)) => break,
             Ok((InitMsg::Failed(f), _)) => return Err(f.into()),
