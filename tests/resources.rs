@@ -338,3 +338,94 @@ fn exec_into_a_user_namespace_container() {
     assert_eq!(lines[1], "7");
     assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["0", "500000", "65536"]);
 }
+
+/// A shell snippet printing the first of these cgroup files that exists (v1, hybrid or v2).
+fn first_of(files: &[&str]) -> String {
+    let alts: Vec<String> = files.iter().map(|f| format!("cat /sys/fs/cgroup/{f} 2>/dev/null")).collect();
+    format!("{{ {} || echo missing; }}", alts.join(" || "))
+}
+
+#[test]
+fn hugetlb_limit_appears() {
+    let sizes: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    if !sizes.iter().any(|s| s == "hugepages-2048kB") {
+        eprintln!("skipped: no 2MB huge pages on this kernel");
+        return;
+    }
+    // v1 hugetlb, the cgroup2 mount of a hybrid host, or pure v2.
+    let mut f = Fixture::new(&first_of(&[
+        "hugetlb/hugetlb.2MB.limit_in_bytes",
+        "unified/hugetlb.2MB.max",
+        "hugetlb.2MB.max",
+    ]));
+    f.config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 << 20}]);
+    assert_eq!(f.run_ok().trim(), (4 << 20).to_string());
+}
+
+#[test]
+fn hugetlb_page_size_the_kernel_lacks() {
+    let mut f = Fixture::new("true");
+    f.config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "3MB", "limit": 4 << 20}]);
+    let err = f.create_fails();
+    assert!(err.contains("linux.resources.hugepageLimits[0].pageSize") && err.contains("3MB"), "{err}");
+}
+
+#[test]
+fn unified_keys_are_written() {
+    // A key whose controller the host's cgroup2 hierarchy has: hugetlb here, memory on pure v2.
+    let v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains("cgroup2"));
+    let (key, value, file) = if v2 {
+        ("memory.high", "50000000", "memory.high")
+    } else {
+        ("hugetlb.2MB.max", "6291456", "unified/hugetlb.2MB.max")
+    };
+    let mut f = Fixture::new(&first_of(&[file]));
+    f.config["linux"]["resources"]["unified"] = json!({ key: value });
+    assert_eq!(f.run_ok().trim(), value);
+}
+
+#[test]
+fn unified_key_for_a_controller_the_host_lacks() {
+    let mut f = Fixture::new("true");
+    f.config["linux"]["resources"]["unified"] = json!({"nosuchctl.max": "1"});
+    let err = f.create_fails();
+    assert!(err.contains("linux.resources.unified.nosuchctl.max"), "{err}");
+}
+
+#[test]
+fn network_priorities_need_their_controllers() {
+    if std::path::Path::new("/sys/fs/cgroup/net_cls").exists() {
+        eprintln!("skipped: this host has net_cls");
+        return;
+    }
+    let mut f = Fixture::new("true");
+    f.config["linux"]["resources"]["network"] = json!({"classID": 1234});
+    let err = f.create_fails();
+    assert!(err.contains("linux.resources.network") && err.contains("net_cls"), "{err}");
+}
+
+#[test]
+fn block_io_weight_and_throttle_appear() {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").unwrap().dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    let script = format!(
+        "{}; {}",
+        first_of(&["blkio/blkio.bfq.weight", "blkio/blkio.weight", "io.bfq.weight", "io.weight"]),
+        first_of(&["blkio/blkio.throttle.read_bps_device", "io.max"])
+    );
+    let mut f = Fixture::new(&script);
+    f.config["linux"]["resources"]["blockIO"] =
+        json!({"weight": 300, "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}]});
+    let out = f.run_ok();
+    let mut lines = out.lines();
+    let weight = lines.next().unwrap();
+    assert!(weight.split_whitespace().last() == Some("300"), "{out}");
+    let throttle = lines.next().unwrap();
+    assert!(throttle.starts_with(&format!("{major}:{minor}")) && (throttle.contains("1048576")), "{out}");
+}

@@ -17,6 +17,9 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, 
 
 use crate::error::{Error, Result};
 
+pub mod unified;
+use unified::Unified;
+
 pub fn is_unified() -> bool {
     hierarchies::is_cgroup2_unified_mode()
 }
@@ -24,6 +27,9 @@ pub fn is_unified() -> bool {
 pub struct Cgroup {
     path: String,
     cg: cgroups_rs::fs::Cgroup,
+    /// On a hybrid host, the container's cgroup in the cgroup2 mount (for the controllers only
+    /// that mount has); on a pure v2 host, the container's own directory.
+    unified: Option<Unified>,
 }
 
 impl Cgroup {
@@ -80,7 +86,8 @@ impl Cgroup {
         res
     }
 
-    /// Creates the cgroup in every hierarchy and applies `resources`.
+    /// Creates the cgroup in every hierarchy and applies `resources`. Errors name the field of
+    /// `linux.resources` that this host cannot honour.
     pub fn create(path: &str, resources: Option<&LinuxResources>, file: &Path) -> Result<Cgroup> {
         // Taking over a cgroup that holds processes would let delete kill strangers.
         let existing = Cgroup::open(path);
@@ -93,20 +100,131 @@ impl Cgroup {
         }
         let cg = cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path)
             .map_err(|e| Error::Cgroup { path: path.to_string(), message: format!("create: {e}") })?;
-        let this = Cgroup { path: path.to_string(), cg };
+        let mut this = Cgroup { path: path.to_string(), cg, unified: None };
         if let Some(res) = resources {
-            let applied = cgroups_rs::FsManager::new(path).and_then(|mut m| m.set(res));
-            if let Err(e) = applied {
-                let _ = this.cg.delete();
-                return Err(Error::config(file, "linux.resources", format!("cgroup {path}: {e}")));
+            if let Err((field, message)) = this.apply(res) {
+                let _ = this.destroy(Duration::from_secs(1));
+                return Err(Error::config(file, format!("linux.resources{field}"), message));
             }
         }
         Ok(this)
     }
 
+    /// Applies resources at create. cgroups-rs does most; hutch does what it leaves out: raw
+    /// `unified` keys, hugetlb where only the cgroup2 mount of a hybrid host has it, and the
+    /// blkio weight where the host's scheduler is BFQ.
+    fn apply(&mut self, res: &LinuxResources) -> std::result::Result<(), (String, String)> {
+        let mut rest = res.clone();
+        let v2 = self.cg.v2();
+        let v1_has = |ctl: &str| self.cg.subsystems().iter().any(|s| s.controller_name() == ctl);
+        let cgroup2 = unified::mount_point();
+        let v2_controllers = cgroup2.as_deref().map(unified::controllers).unwrap_or_default();
+        let mut needed_v2: Vec<String> = Vec::new();
+        let mut v2_writes: Vec<(String, String, String)> = Vec::new(); // (field, key, value)
+
+        if res.network().is_some() && (v2 || !(v1_has("net_cls") && v1_has("net_prio"))) {
+            return Err((".network".into(), "this host has no net_cls/net_prio controller".into()));
+        }
+        if let Some(limits) = res.hugepage_limits().as_ref().filter(|l| !l.is_empty()) {
+            let sizes = unified::hugepage_sizes();
+            for (i, l) in limits.iter().enumerate() {
+                if !sizes.iter().any(|s| s == l.page_size()) {
+                    return Err((
+                        format!(".hugepageLimits[{i}].pageSize"),
+                        format!(
+                            "{:?} is not a huge page size of this kernel (it has {sizes:?})",
+                            l.page_size()
+                        ),
+                    ));
+                }
+            }
+            if !v2 && !v1_has("hugetlb") {
+                if !v2_controllers.iter().any(|c| c == "hugetlb") {
+                    return Err((".hugepageLimits".into(), "this host has no hugetlb controller".into()));
+                }
+                needed_v2.push("hugetlb".into());
+                for (i, l) in limits.iter().enumerate() {
+                    v2_writes.push((
+                        format!(".hugepageLimits[{i}]"),
+                        format!("hugetlb.{}.max", l.page_size()),
+                        l.limit().to_string(),
+                    ));
+                }
+                rest.set_hugepage_limits(None);
+            }
+        }
+        if let Some(keys) = res.unified().as_ref().filter(|u| !u.is_empty()) {
+            if cgroup2.is_none() {
+                return Err((".unified".into(), "this host has no cgroup2 hierarchy".into()));
+            }
+            for (key, value) in keys {
+                let ctl = key.split('.').next().unwrap_or_default();
+                if ctl != "cgroup" && !v2_controllers.iter().any(|c| c == ctl) {
+                    return Err((
+                        format!(".unified.{key}"),
+                        format!("controller {ctl:?} is not in this host's cgroup2 hierarchy (it has {v2_controllers:?})"),
+                    ));
+                }
+                if ctl != "cgroup" && !needed_v2.iter().any(|c| c == ctl) {
+                    needed_v2.push(ctl.to_string());
+                }
+                v2_writes.push((format!(".unified.{key}"), key.clone(), value.clone()));
+            }
+            rest.set_unified(None);
+        }
+        let bfq_weight = match res.block_io().as_ref().and_then(|b| b.weight()) {
+            Some(w) if !v2 && self.v1_dir("blkio").is_some_and(|d| !d.join("blkio.weight").exists()) => {
+                let mut b = res.block_io().clone().unwrap_or_default();
+                b.set_weight(None);
+                rest.set_block_io(Some(b));
+                Some(w)
+            }
+            _ => None,
+        };
+
+        let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
+        manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
+        if let Some(w) = bfq_weight {
+            let f = self.v1_dir("blkio").expect("checked").join("blkio.bfq.weight");
+            std::fs::write(&f, w.to_string())
+                .map_err(|e| (".blockIO.weight".into(), format!("write {}: {e}", f.display())))?;
+        }
+        if !v2_writes.is_empty() {
+            let mount = cgroup2.expect("checked");
+            let part = if v2 {
+                Unified { dir: mount.join(&self.path) }
+            } else {
+                Unified::create(&mount, &self.path, &needed_v2).map_err(|e| (String::new(), e))?
+            };
+            let part = self.unified.insert(part);
+            for (field, key, value) in v2_writes {
+                part.write(&key, &value).map_err(|e| (field, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory of a v1 controller's hierarchy for this cgroup.
+    fn v1_dir(&self, controller: &str) -> Option<std::path::PathBuf> {
+        self.cg
+            .subsystems()
+            .iter()
+            .find(|s| s.controller_name() == controller)
+            .map(|s| s.to_controller().path().to_path_buf())
+    }
+
     /// An existing container's cgroup.
     pub fn open(path: &str) -> Cgroup {
-        Cgroup { path: path.to_string(), cg: cgroups_rs::fs::Cgroup::load(hierarchies::auto(), path) }
+        let unified = if is_unified() {
+            None
+        } else {
+            unified::mount_point().and_then(|m| Unified::existing(&m, path))
+        };
+        Cgroup {
+            path: path.to_string(),
+            cg: cgroups_rs::fs::Cgroup::load(hierarchies::auto(), path),
+            unified,
+        }
     }
 
     pub fn path(&self) -> &str {
@@ -116,7 +234,11 @@ impl Cgroup {
     pub fn add(&mut self, pid: Pid) -> Result<()> {
         self.cg
             .add_task_by_tgid(CgroupPid::from(pid.as_raw() as u64))
-            .map_err(|e| self.err(format!("add pid {pid}: {e}")))
+            .map_err(|e| self.err(format!("add pid {pid}: {e}")))?;
+        match &self.unified {
+            Some(u) if !is_unified() => u.add(pid).map_err(|e| self.err(e)),
+            _ => Ok(()),
+        }
     }
 
     pub fn procs(&self) -> Vec<Pid> {
@@ -174,10 +296,7 @@ impl Cgroup {
         if self.cg.v2() {
             return Some(hierarchies::auto().root().join(&self.path));
         }
-        self.cg.controller_of::<cgroups_rs::fs::memory::MemController>().map(|m| {
-            use cgroups_rs::fs::Controller;
-            m.path().to_path_buf()
-        })
+        self.v1_dir("memory")
     }
 
     pub fn is_v2(&self) -> bool {
@@ -186,12 +305,16 @@ impl Cgroup {
 
     /// Kills every member, waits until the cgroup is empty, and removes it.
     pub fn destroy(&self, timeout: Duration) -> Result<()> {
-        if !self.cg.exists() {
+        let hybrid_part = self.unified.as_ref().filter(|_| !is_unified());
+        if !self.cg.exists() && hybrid_part.is_none() {
             return Ok(());
         }
         let deadline = Instant::now() + timeout;
         loop {
-            if self.procs().is_empty() && self.cg.delete().is_ok() {
+            if self.procs().is_empty()
+                && (!self.cg.exists() || self.cg.delete().is_ok())
+                && hybrid_part.is_none_or(|u| u.remove().is_ok())
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
