@@ -17,6 +17,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, 
 
 use crate::error::{Error, Result};
 
+pub mod devices;
 pub mod unified;
 use unified::Unified;
 
@@ -54,13 +55,6 @@ impl Cgroup {
         devices: &[LinuxDevice],
     ) -> LinuxResources {
         let mut res = resources.cloned().unwrap_or_default();
-        if is_unified() {
-            // cgroup v2 has no devices controller: device rules need an eBPF program, which
-            // cgroups-rs does not load. Until hutch loads one, v2 relies on /dev holding only
-            // the nodes the config asks for.
-            res.set_devices(None);
-            return res;
-        }
         let mut rules = res.devices().clone().unwrap_or_default();
         let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
             let mut b = LinuxDeviceCgroupBuilder::default().allow(true).typ(typ).access(access);
@@ -182,8 +176,17 @@ impl Cgroup {
             _ => None,
         };
 
+        // v2 has no devices controller: the rules become an eBPF program (cgroups-rs has none).
+        let v2_devices = if v2 { rest.devices().clone() } else { None };
+        if v2 {
+            rest.set_devices(None);
+        }
         let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
         manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
+        if let Some(rules) = v2_devices {
+            let dir = hierarchies::auto().root().join(&self.path);
+            devices::attach(&dir, &rules).map_err(|e| (".devices".into(), e))?;
+        }
         if let Some(w) = bfq_weight {
             let f = self.v1_dir("blkio").expect("checked").join("blkio.bfq.weight");
             std::fs::write(&f, w.to_string())
@@ -284,6 +287,9 @@ impl Cgroup {
 
     /// Applies new limits to a live cgroup (`hutch update`).
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        if self.cg.v2() && resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(self.err("update: changing device rules on cgroup v2 is not supported"));
+        }
         self.manager()?.set(resources).map_err(|e| self.err(format!("update: {e}")))
     }
 
