@@ -182,7 +182,7 @@ fn cgroup_in_use_by_others_is_refused() {
     let mut f = Fixture::new("true");
     // A stranger process in the cgroup the config names must not be taken over (or killed).
     let name = format!("hutch-stranger-{}", std::process::id());
-    let dir = std::path::Path::new("/sys/fs/cgroup/pids").join(&name);
+    let dir = common::top_cgroup(&name);
     std::fs::create_dir_all(&dir).unwrap();
     let mut stranger = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     std::fs::write(dir.join("cgroup.procs"), stranger.id().to_string()).unwrap();

@@ -89,7 +89,7 @@ fn kill_all_reaches_escaped_processes() {
     f.write_config();
     let id = f.id();
     assert!(f.hutch(&["run", "--detach", "--bundle", f.bundle.to_str().unwrap(), &id]).status.success());
-    let cg = common::cgroup_dirs(&id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/pids")).unwrap();
+    let cg = common::procs_dir(&id);
     wait_for(|| std::fs::read_to_string(cg.join("cgroup.procs")).unwrap().lines().count() >= 2);
     assert!(f.hutch(&["kill", "--all", &id, "KILL"]).status.success());
     wait_for(|| std::fs::read_to_string(cg.join("cgroup.procs")).map(|s| s.is_empty()).unwrap_or(true));
@@ -277,7 +277,7 @@ fn a_create_that_dies_half_way_is_deleted_cleanly() {
     // Leave the state a killed `create` leaves: its directory with a `creating` state.json.
     let dir = f.root.join(&id);
     std::fs::create_dir_all(&dir).unwrap();
-    let cg = common::cgroup_dirs(&id).into_iter().find(|d| d.starts_with("/sys/fs/cgroup/pids")).unwrap();
+    let cg = common::procs_dir(&id);
     std::fs::create_dir_all(&cg).unwrap();
     std::fs::write(
         dir.join("state.json"),

@@ -148,11 +148,41 @@ impl Drop for Fixture {
     }
 }
 
-/// The cgroup directories a container with default cgroupsPath would have.
+/// Whether the host runs pure cgroup v2 (as in the VM lane).
+pub fn cgroup_v2() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "))
+}
+
+/// The cgroup directories a container with default cgroupsPath would have: one per v1
+/// hierarchy and the cgroup2 mount of a hybrid host, or the one v2 directory.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    if cgroup_v2() {
+        return vec![Path::new("/sys/fs/cgroup/hutch").join(id)];
+    }
     std::fs::read_dir("/sys/fs/cgroup")
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("hutch").join(id)).collect())
         .unwrap_or_default()
+}
+
+/// The directory whose cgroup.procs lists every process of the container.
+pub fn procs_dir(id: &str) -> PathBuf {
+    if cgroup_v2() {
+        Path::new("/sys/fs/cgroup/hutch").join(id)
+    } else {
+        Path::new("/sys/fs/cgroup/pids/hutch").join(id)
+    }
+}
+
+/// A directory for a cgroup named `name` at the top of the pids hierarchy (or of v2).
+pub fn top_cgroup(name: &str) -> PathBuf {
+    if cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(name)
+    } else {
+        Path::new("/sys/fs/cgroup/pids").join(name)
+    }
 }
 
 /// Like `Command::output`, through temporary files.
