@@ -1,7 +1,7 @@
 //! The container lifecycle: create, start, state, kill, delete, as the OCI runtime spec
 //! defines them, over the state store and the process stages.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -101,8 +101,10 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
     let listener = UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
 
     let hooks = config.spec.hooks().as_ref();
+    let seccomp = compile_seccomp(config, &opts.root)?;
     let spawned = match process::spawn(SpawnRequest {
         config,
+        seccomp,
         hook_state: hooks.is_some().then(|| oci_state_json(&state, Status::Creating)),
         job: Job::Create { start_listener: OwnedFd::from(listener), no_pivot: opts.no_pivot },
         cgroup,
@@ -132,6 +134,15 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
         dir.save(&state)?;
         if let Some(p) = &opts.pid_file {
             state::write_atomic(p, &init.to_string())?;
+        }
+        if let Some(listener) = &spawned.seccomp_listener {
+            forward_listener(
+                &config.spec,
+                &config.file,
+                listener.as_fd(),
+                init.as_raw(),
+                &oci_state_json(&state, Status::Created),
+            )?;
         }
         let mut console = spawned.console;
         if let (Some(sock), Some(master)) = (&opts.console_socket, &console) {
@@ -255,17 +266,36 @@ impl Container {
         let sock = self.dir.start_socket();
         let mut conn = UnixStream::connect(&sock).context(|| format!("connect {}", sock.display()))?;
         conn.write_all(process::init::START).context(|| "release init".to_string())?;
-        // init closes the connection by exec (it is close-on-exec) or writes why exec failed.
-        let mut reply = String::new();
-        let _ = conn.read_to_string(&mut reply);
-        if !reply.is_empty() {
-            return Err(Error::Stage { stage: "init".into(), message: reply });
+        // init closes the connection by exec (it is close-on-exec) or writes why it failed; a
+        // seccomp listener loaded just before exec comes this way too.
+        let (reply, mut fds) = read_all_with_fds(&conn);
+        let mut reply = &reply[..];
+        if reply.first() == Some(&process::init::START_LISTENER) {
+            reply = &reply[1..];
+            if let Some(listener) = fds.pop() {
+                self.forward_listener(listener.as_fd(), Status::Running)?;
+            }
+        }
+        if reply.first() == Some(&process::init::START_ERROR) {
+            return Err(Error::Stage {
+                stage: "init".into(),
+                message: String::from_utf8_lossy(&reply[1..]).into_owned(),
+            });
         }
         self.state.status = Status::Running;
         self.dir.save(&self.state)?;
         let _ = std::fs::remove_file(&sock);
         self.hooks_and_warn(hooks::Point::Poststart, Status::Running);
         Ok(())
+    }
+
+    /// Sends a seccomp NOTIFY listener to the agent at listenerPath.
+    fn forward_listener(&self, listener: std::os::fd::BorrowedFd<'_>, status: Status) -> Result<()> {
+        let file = self.dir.config_path();
+        let bytes = std::fs::read(&file).context(|| format!("read {}", file.display()))?;
+        let spec =
+            crate::config::parse(&bytes[..]).map_err(|(field, msg)| Error::config(&file, field, msg))?;
+        forward_listener(&spec, &file, listener, self.state.pid, &oci_state_json(&self.state, status))
     }
 
     /// The container's own process, as `exec` starts from it (runc's behaviour: an exec'd
@@ -296,8 +326,10 @@ impl Container {
             return Err(Error::Usage("a detached exec with a terminal needs --console-socket".into()));
         }
         let mut cgroup = self.cgroup();
+        let root = self.dir.dir.parent().map(Path::to_path_buf).unwrap_or_default();
         let spawned = process::spawn(SpawnRequest {
             config: &config,
+            seccomp: compile_seccomp(&config, &root)?,
             hook_state: None,
             job: Job::Exec { target: Pid::from_raw(self.state.pid), process: Box::new(opts.process.clone()) },
             cgroup: &mut cgroup,
@@ -305,6 +337,15 @@ impl Container {
         })?;
         if let Some(p) = &opts.pid_file {
             state::write_atomic(p, &spawned.init.to_string())?;
+        }
+        if let Some(listener) = &spawned.seccomp_listener {
+            forward_listener(
+                &config.spec,
+                &file,
+                listener.as_fd(),
+                spawned.init.as_raw(),
+                &self.oci_state(),
+            )?;
         }
         let mut console = spawned.console;
         if let (Some(sock), Some(master)) = (&opts.console_socket, &console) {
@@ -459,6 +500,70 @@ impl Container {
             );
         }
     }
+}
+
+/// Compiles the config's seccomp profile (cached under the state root).
+fn compile_seccomp(config: &Config, root: &Path) -> Result<Option<crate::seccomp::Compiled>> {
+    let Some(profile) = config.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    crate::seccomp::cache::compile_cached(Some(&root.join(SECCOMP_CACHE)), profile)
+        .map(Some)
+        .map_err(|(field, msg)| Error::config(&config.file, format!("linux.seccomp.{field}"), msg))
+}
+
+/// Where compiled seccomp profiles are kept, under the state root.
+pub const SECCOMP_CACHE: &str = ".seccomp-cache";
+
+fn forward_listener(
+    spec: &oci_spec::runtime::Spec,
+    file: &Path,
+    listener: std::os::fd::BorrowedFd<'_>,
+    pid: i32,
+    state: &serde_json::Value,
+) -> Result<()> {
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let Some(path) = seccomp.and_then(|s| s.listener_path().as_ref()) else { return Ok(()) };
+    let msg =
+        crate::seccomp::agent::message(pid, seccomp.and_then(|s| s.listener_metadata().as_deref()), state);
+    crate::seccomp::agent::send(path, listener, &msg)
+        .map_err(|e| Error::config(file, "linux.seccomp.listenerPath", e))
+}
+
+/// Reads a stream to its end, with any descriptors that came along.
+fn read_all_with_fds(conn: &UnixStream) -> (Vec<u8>, Vec<OwnedFd>) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (mut data, mut fds) = (Vec::new(), Vec::new());
+    loop {
+        let mut buf = [0u8; 4096];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        match nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(msg) => {
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = c {
+                            // SAFETY: the kernel just installed these descriptors for us.
+                            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        }
+                    }
+                }
+                let n = msg.bytes;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    (data, fds)
 }
 
 /// The OCI state of `state` with `status`.

@@ -78,6 +78,8 @@ pub fn check_id(id: &str) -> Result<()> {
         "not a name"
     } else if id.len() > 1024 {
         "longer than 1024 bytes"
+    } else if id.starts_with('.') {
+        "it must not start with '.' (those names are hutch's own)"
     } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b)) {
         "only letters, digits, '_', '+', '-' and '.' are allowed"
     } else {
@@ -220,6 +222,7 @@ pub fn ids(root: &Path) -> Result<Vec<String>> {
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.'))
         .collect();
     ids.sort();
     Ok(ids)

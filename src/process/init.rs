@@ -32,36 +32,53 @@ use super::message::{InitMsg, MainMsg, StageFailure};
 use super::spawn::Job;
 use crate::channel::{Receiver, Sender};
 use crate::config::Config;
+use crate::seccomp::Compiled;
 use crate::{capabilities, exec, hooks, rlimits, rootfs, terminal};
 
 pub const STAGE: &str = "init";
 
 /// What `start` sends to release init.
 pub const START: &[u8] = b"start";
+/// What init answers on the start connection: an error message follows this byte...
+pub const START_ERROR: u8 = b'E';
+/// ...or this byte carries the seccomp listener (SCM_RIGHTS). EOF alone means exec worked.
+pub const START_LISTENER: u8 = b'L';
 
 pub(crate) fn run(
     config: &Config,
     job: Job,
     tx: Sender<InitMsg>,
     from_main: Receiver<MainMsg>,
+    seccomp: Option<Compiled>,
     preserve_fds: i32,
 ) -> ! {
     let (process, create) = match &job {
         Job::Create { no_pivot, .. } => (config.process(), Some(*no_pivot)),
         Job::Exec { process, .. } => (&**process, None),
     };
-    let (prog, hook_state) = match steps(config, process, create, &tx, &from_main, preserve_fds) {
-        Ok(done) => done,
-        Err(message) => {
-            let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
-            exit(1)
-        }
-    };
+    // With no_new_privs the filter goes in as late as possible (fewest syscalls it must allow);
+    // without, it must go in while CAP_SYS_ADMIN is still held (step 11).
+    let late = process.no_new_privileges() == Some(true);
+    let early_seccomp = seccomp.as_ref().filter(|_| !late);
+    let (prog, hook_state) =
+        match steps(config, process, create, &tx, &from_main, early_seccomp, preserve_fds) {
+            Ok(done) => done,
+            Err(message) => {
+                let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
+                exit(1)
+            }
+        };
     if tx.send(&InitMsg::Ready).is_err() {
         exit(1)
     }
     let Job::Create { start_listener, .. } = job else {
         // exec: run at once; main learns of success by the channel closing on exec.
+        if let Some(c) = seccomp.as_ref().filter(|_| late) {
+            if let Err(e) = load_seccomp(c, &tx) {
+                let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
+                exit(1)
+            }
+        }
         let err = exec::execve(&prog);
         let _ = tx
             .send(&InitMsg::Failed(StageFailure::new(STAGE, format!("exec {}: {err}", prog.path.display()))));
@@ -69,14 +86,29 @@ pub(crate) fn run(
     };
     drop(tx);
     let Ok(mut conn) = wait_for_start(start_listener) else { exit(1) };
+    let fail = |conn: &mut std::os::unix::net::UnixStream, e: String| -> ! {
+        let _ = conn.write_all(format!("{}{e}", START_ERROR as char).as_bytes());
+        exit(1)
+    };
     if let Some(state) = hook_state {
         if let Err(e) = hooks::run(hooks::Point::StartContainer, config.spec.hooks().as_ref(), &state) {
-            let _ = conn.write_all(e.as_bytes());
-            exit(1)
+            fail(&mut conn, e)
+        }
+    }
+    if let Some(c) = seccomp.as_ref().filter(|_| late) {
+        match crate::seccomp::load(c) {
+            Err(e) => fail(&mut conn, format!("linux.seccomp: load the filter: {e}")),
+            // `start` forwards the listener to the agent at listenerPath.
+            Ok(Some(listener)) => {
+                if let Err(e) = send_fd(&conn, START_LISTENER, listener.as_fd()) {
+                    fail(&mut conn, format!("linux.seccomp: hand over the listener: {e}"))
+                }
+            }
+            Ok(None) => {}
         }
     }
     let err = exec::execve(&prog);
-    let _ = conn.write_all(format!("exec {}: {err}", prog.path.display()).as_bytes());
+    let _ = conn.write_all(format!("{}exec {}: {err}", START_ERROR as char, prog.path.display()).as_bytes());
     exit(127)
 }
 
@@ -93,6 +125,7 @@ fn steps(
     create: Option<bool>,
     tx: &Sender<InitMsg>,
     from_main: &Receiver<MainMsg>,
+    seccomp: Option<&Compiled>,
     preserve_fds: i32,
 ) -> Result<(exec::Program, Option<String>), String> {
     let terminal = process.terminal() == Some(true);
@@ -151,6 +184,9 @@ fn steps(
     if process.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("process.noNewPrivileges: {e}"))?;
     }
+    if let Some(c) = seccomp {
+        load_seccomp(c, tx)?;
+    }
     capabilities::switch_user(process)?;
 
     // 12
@@ -167,6 +203,33 @@ fn steps(
     reset_signals();
     nix::sys::prctl::set_pdeathsig(None).map_err(|e| format!("clear parent death signal: {e}"))?;
     Ok((prog, hook_state))
+}
+
+/// Loads the filter; a NOTIFY listener goes to main, which hands it to the agent.
+fn load_seccomp(c: &Compiled, tx: &Sender<InitMsg>) -> Result<(), String> {
+    match crate::seccomp::load(c).map_err(|e| format!("linux.seccomp: load the filter: {e}"))? {
+        Some(listener) => tx
+            .send_with_fds(&InitMsg::SeccompListener, &[listener.as_fd()])
+            .map_err(|e| format!("linux.seccomp: hand over the listener: {e}")),
+        None => Ok(()),
+    }
+}
+
+fn send_fd(
+    conn: &std::os::unix::net::UnixStream,
+    tag: u8,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    nix::sys::socket::sendmsg::<()>(
+        conn.as_raw_fd(),
+        &[std::io::IoSlice::new(&[tag])],
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
 }
 
 /// Between the mounts and pivot_root: main runs prestart and createRuntime hooks, then init runs

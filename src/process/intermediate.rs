@@ -53,7 +53,7 @@ fn steps(
     let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
     if pid == 0 {
         drop((ctx.joins, rx, tx));
-        init::run(ctx.config, ctx.job, init_tx, ctx.from_main, ctx.preserve_fds);
+        init::run(ctx.config, ctx.job, init_tx, ctx.from_main, ctx.seccomp, ctx.preserve_fds);
     }
     ask(IntermediateMsg::InitPid(pid))
 }

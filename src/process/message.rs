@@ -34,6 +34,8 @@ pub enum InitMsg {
     Console,
     /// The mounts are done (pivot_root is next): main runs prestart and createRuntime hooks.
     HooksPoint,
+    /// The seccomp filter is loaded; its NOTIFY listener rides along with this message.
+    SeccompListener,
     /// Setup is complete; init waits for start.
     Ready,
     Failed(StageFailure),

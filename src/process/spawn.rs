@@ -35,12 +35,16 @@ pub struct SpawnRequest<'a> {
     pub cgroup: &'a mut Cgroup,
     /// Descriptors 3..3+N stay open in the container.
     pub preserve_fds: i32,
+    /// The compiled `linux.seccomp`, loaded by init.
+    pub seccomp: Option<crate::seccomp::Compiled>,
 }
 
 pub struct Spawned {
     pub init: Pid,
     /// The terminal's master side, when `process.terminal` is set.
     pub console: Option<OwnedFd>,
+    /// The seccomp NOTIFY listener, when init loaded the filter before reporting Ready.
+    pub seccomp_listener: Option<OwnedFd>,
 }
 
 /// Everything the children need, gathered before fork so they allocate little.
@@ -51,6 +55,7 @@ pub(crate) struct ChildContext<'a> {
     pub preserve_fds: i32,
     /// main → init, for the hooks rendezvous.
     pub from_main: Receiver<MainMsg>,
+    pub seccomp: Option<crate::seccomp::Compiled>,
 }
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
@@ -73,6 +78,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         job: req.job,
         preserve_fds: req.preserve_fds,
         from_main: init_rx,
+        seccomp: req.seccomp,
     };
     // SAFETY: the child only runs the intermediate stage and exits; it never returns here.
     let mid = match unsafe { fork() }.map_err(sys("fork"))? {
@@ -108,11 +114,13 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     guard.pids.retain(|p| *p != mid);
 
     let mut console = None;
+    let mut seccomp_listener = None;
     loop {
         match from_init.recv_with_fds() {
             Ok((InitMsg::Console, mut fds)) if fds.len() == 1 => console = fds.pop(),
-            Ok((InitMsg::Console, _)) => {
-                return Err(lost("init", ChannelError::Decode("console without fd".into())))
+            Ok((InitMsg::SeccompListener, mut fds)) if fds.len() == 1 => seccomp_listener = fds.pop(),
+            Ok((m @ (InitMsg::Console | InitMsg::SeccompListener), _)) => {
+                return Err(lost("init", ChannelError::Decode(format!("{m:?} without its descriptor"))))
             }
             Ok((InitMsg::HooksPoint, _)) => {
                 let mut state = req.hook_state.clone().unwrap_or_default();
@@ -140,7 +148,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         }
     }
     guard.pids.clear();
-    Ok(Spawned { init, console })
+    Ok(Spawned { init, console, seccomp_listener })
 }
 
 fn send(tx: &Sender<MainMsg>, msg: MainMsg) -> Result<()> {

@@ -21,6 +21,7 @@
 //! directly (for the flags, and so that a filter can be loaded without no_new_privs while
 //! CAP_SYS_ADMIN is held). Unknown syscall names are skipped and logged, as runc does.
 
+pub mod agent;
 pub mod cache;
 pub mod eval;
 

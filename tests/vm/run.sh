@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --env) extra_env+=("${2:?}"); shift 2 ;;
     --verbose) verbose=1; shift ;;
     --bzimage) bzimage=1; shift ;;
-    --append) extra_append+=" ${2:?}"; shift 2 ;;
+    --append) extra_append+=" ${2?}"; shift 2 ;;
     --) shift; break ;;
     -h | --help) usage ;;
     *) echo "tests/vm/run.sh: unknown option: $1" >&2; usage ;;
