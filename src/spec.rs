@@ -13,6 +13,7 @@ pub fn default_spec() -> Spec {
         p.set_terminal(Some(true));
     }
     if let Some(linux) = spec.linux_mut().as_mut() {
+        linux.set_seccomp(Some(default_seccomp()));
         let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
             .allow(false)
             .access("rwm")
@@ -23,6 +24,12 @@ pub fn default_spec() -> Spec {
         linux.set_resources(Some(res));
     }
     spec
+}
+
+/// hutch's default seccomp profile (profiles/seccomp/default.json).
+pub fn default_seccomp() -> oci_spec::runtime::LinuxSeccomp {
+    serde_json::from_str(include_str!("../profiles/seccomp/default.json"))
+        .expect("the default profile parses")
 }
 
 /// Every mount option `rootfs::mounts` understands.
@@ -96,7 +103,14 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
-            "seccomp": { "enabled": false },
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                    "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_X86_64"]
+            },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },

@@ -208,7 +208,11 @@ fn spec_and_features() {
     assert!(!again.status.success());
     let feat: serde_json::Value = serde_json::from_slice(&f.hutch(&["features"]).stdout).unwrap();
     assert!(feat["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
-    assert_eq!(feat["linux"]["seccomp"]["enabled"], json!(false), "not claimed before it exists");
+    assert_eq!(feat["linux"]["seccomp"]["enabled"], json!(true));
+    assert_eq!(
+        spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO",
+        "spec carries the default profile"
+    );
 }
 
 #[test]

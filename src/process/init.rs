@@ -1,7 +1,8 @@
 //! The init stage: turns a forked copy of hutch into the container's first process.
 //!
 //! The order, and why each step sits where it does:
-//!  1. PR_SET_PDEATHSIG: if main dies during setup, init dies too, instead of lingering.
+//!  1. PR_SET_PDEATHSIG: if main dies during setup, init dies too, instead of lingering; and
+//!     non-dumpable, so no container process can open our /proc/<pid>/exe (hutch's binary).
 //!  2. setsid: the container gets its own session (and can take a controlling terminal).
 //!  3. rootfs::prepare: mounts, /dev, cwd, while we still see the host's paths.
 //!  4. rootfs::enter: pivot_root; from here on only the container's files are reachable.
@@ -131,6 +132,10 @@ fn steps(
     let terminal = process.terminal() == Some(true);
     // 1, 2
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set parent death signal: {e}"))?;
+    // Until execve, this process is hutch's binary, and for exec it already sits in the
+    // container's pid namespace: non-dumpable, its /proc/<pid>/exe cannot be opened from there
+    // (CVE-2019-5736). execve of the container's program makes it dumpable again.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
     if create.is_some() || terminal {
         setsid().map_err(|e| format!("setsid: {e}"))?;
     }

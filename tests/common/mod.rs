@@ -41,6 +41,19 @@ impl Fixture {
         Fixture { dir, root, bundle, config: base_config(script), ids: Vec::new() }
     }
 
+    /// Like `new`, but with the config `hutch spec` writes (the default profile and all).
+    pub fn default_spec(script: &str) -> Fixture {
+        let mut f = Fixture::new(script);
+        let out = Command::new(hutch_bin()).args(["spec", "--bundle"]).arg(&f.bundle).output().unwrap();
+        assert!(out.status.success(), "hutch spec: {}", String::from_utf8_lossy(&out.stderr));
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(f.bundle.join("config.json")).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(["/bin/sh", "-c", script]);
+        f.config = config;
+        f
+    }
+
     pub fn rootfs(&self) -> PathBuf {
         self.bundle.join("rootfs")
     }

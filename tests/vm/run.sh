@@ -218,15 +218,17 @@ else
 fi
 append+=$extra_append
 
-# The console: everything but the exit marker goes to stderr.
+# The console: kernel warnings and init's messages go to stderr, up to the
+# exit marker (after it, only the kernel's "reboot: Power down").
 watch_console() {
-    local line
+    local line done=0
     while IFS= read -r line || [ -n "$line" ]; do
         line=${line%$'\r'}
         if [[ $line == *"HUTCH_VM_EXIT $nonce "* ]]; then
             echo "${line##* }" >"$run/rc"
+            done=1
             vlog "exit marker seen"
-        else
+        elif [ "$done" = 0 ] || [ "$verbose" = 1 ]; then
             printf '%s\n' "$line" >&2
         fi
     done
