@@ -69,6 +69,21 @@ impl Config {
         let process =
             self.spec.process().as_ref().ok_or_else(|| self.err("process", "missing: nothing to run"))?;
         check_process(process, &self.file, "process")?;
+        if let Some(policy) = self.landlock()? {
+            let level = policy.level_here();
+            if policy.mode == crate::landlock_policy::Mode::Required
+                && level != crate::landlock_policy::Level::FullyEnforced
+            {
+                return Err(self.err(
+                    format!("annotations.{}", crate::landlock_policy::ANNOTATION),
+                    format!(
+                        "mode \"required\" needs Landlock ABI {}; this kernel has {}",
+                        policy.required_abi(),
+                        crate::landlock_policy::kernel_abi()
+                    ),
+                ));
+            }
+        }
         for point in crate::hooks::Point::ALL {
             for (i, hook) in point.hooks(self.spec.hooks().as_ref()).iter().enumerate() {
                 let field = format!("hooks.{}[{i}]", point.name());
@@ -186,6 +201,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The Landlock policy the annotation asks for, if any.
+    pub fn landlock(&self) -> Result<Option<crate::landlock_policy::Policy>> {
+        use crate::landlock_policy::{parse, ANNOTATION};
+        let Some(json) = self.spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION)) else {
+            return Ok(None);
+        };
+        parse(json)
+            .map(Some)
+            .map_err(|(field, msg)| self.err(format!("annotations.{ANNOTATION}{field}"), msg))
     }
 
     pub fn process(&self) -> &oci_spec::runtime::Process {

@@ -87,7 +87,15 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
         owner: owner_name(),
         cgroup: cg_path.clone(),
         annotations: config.spec.annotations().clone().unwrap_or_default(),
+        landlock: config.landlock()?.map(|p| p.level_here()),
     };
+    if let Some(level) = state.landlock {
+        log::info!(
+            "{}: Landlock policy {level} on this kernel (ABI {})",
+            opts.id,
+            crate::landlock_policy::kernel_abi()
+        );
+    }
     let mut cleanup = Cleanup { dir: Some(dir), cgroup: None };
     // Should this process die half-way, `delete` learns from this which cgroup to remove.
     cleanup.dir.as_ref().expect("set").save(&state)?;
@@ -223,6 +231,7 @@ impl Container {
             owner: String::new(),
             cgroup: String::new(),
             annotations: Default::default(),
+            landlock: None,
         });
         Ok(Container { state, dir })
     }
@@ -578,8 +587,12 @@ pub fn oci_state_json(state: &State, status: Status) -> serde_json::Value {
         "created": state.created,
         "owner": state.owner,
     });
-    if !state.annotations.is_empty() {
-        v["annotations"] = serde_json::to_value(&state.annotations).expect("map");
+    let mut annotations = state.annotations.clone();
+    if let Some(level) = state.landlock {
+        annotations.insert(format!("{}.status", crate::landlock_policy::ANNOTATION), level.to_string());
+    }
+    if !annotations.is_empty() {
+        v["annotations"] = serde_json::to_value(&annotations).expect("map");
     }
     v
 }

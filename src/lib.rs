@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod foreground;
 pub mod hooks;
+pub mod landlock_policy;
 pub mod namespaces;
 pub mod oom;
 pub mod process;

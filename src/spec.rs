@@ -118,7 +118,8 @@ pub fn features() -> Value {
         },
         "annotations": {
             "org.opencontainers.runc.checkpoint.enabled": "false",
-            "io.github.hutch.version": env!("CARGO_PKG_VERSION")
+            "io.github.hutch.version": env!("CARGO_PKG_VERSION"),
+            "io.github.hutch.landlock.abi": crate::landlock_policy::kernel_abi().to_string()
         }
     })
 }

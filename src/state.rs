@@ -63,6 +63,9 @@ pub struct State {
     pub cgroup: String,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// How much of the Landlock policy this kernel enforces, when the container has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock: Option<crate::landlock_policy::Level>,
 }
 
 /// A container's directory, locked for as long as this value lives.

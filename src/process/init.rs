@@ -18,7 +18,9 @@
 //! 13. resolve the program in PATH now, so a missing binary fails `create`, not `start`.
 //! 14. close every descriptor but stdio and --preserve-fds at exec; reset signals.
 //! 15. tell main we are Ready, then wait on the start socket.
-//! 16. execve; if it fails, the error goes back to `start` on the same socket.
+//! 16. after start: startContainer hooks, then Landlock (after every mount, as late as
+//!     possible), then a no_new_privs seccomp filter (it could refuse the landlock calls).
+//! 17. execve; if it fails, the error goes back to `start` on the same socket.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -74,6 +76,10 @@ pub(crate) fn run(
     }
     let Job::Create { start_listener, .. } = job else {
         // exec: run at once; main learns of success by the channel closing on exec.
+        if let Err(e) = apply_landlock(config) {
+            let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
+            exit(1)
+        }
         if let Some(c) = seccomp.as_ref().filter(|_| late) {
             if let Err(e) = load_seccomp(c, &tx) {
                 let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
@@ -95,6 +101,9 @@ pub(crate) fn run(
         if let Err(e) = hooks::run(hooks::Point::StartContainer, config.spec.hooks().as_ref(), &state) {
             fail(&mut conn, e)
         }
+    }
+    if let Err(e) = apply_landlock(config) {
+        fail(&mut conn, e)
     }
     if let Some(c) = seccomp.as_ref().filter(|_| late) {
         match crate::seccomp::load(c) {
@@ -208,6 +217,15 @@ fn steps(
     reset_signals();
     nix::sys::prctl::set_pdeathsig(None).map_err(|e| format!("clear parent death signal: {e}"))?;
     Ok((prog, hook_state))
+}
+
+/// The last step before execve (and before a late seccomp filter, which could refuse the
+/// landlock syscalls): the container's Landlock policy, if it has one.
+fn apply_landlock(config: &Config) -> Result<(), String> {
+    let Ok(Some(policy)) = config.landlock() else { return Ok(()) };
+    crate::landlock_policy::apply(&policy)
+        .map(drop)
+        .map_err(|e| format!("annotations.{}: {e}", crate::landlock_policy::ANNOTATION))
 }
 
 /// Loads the filter; a NOTIFY listener goes to main, which hands it to the agent.
