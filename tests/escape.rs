@@ -218,3 +218,48 @@ fn default_capabilities_and_no_new_privs() {
         assert!(out.contains(want), "{want} missing: {out}");
     }
 }
+
+#[test]
+fn a_bundle_changed_during_setup_cannot_redirect_a_mount() {
+    // CVE-2021-30465's class: while containers are being made, a host thread keeps swapping
+    // /mnt/race between a directory and a symlink that climbs out to a victim directory.
+    let mut f = attacker("true");
+    let victim = f.dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let race = f.rootfs().join("mnt/race");
+    std::fs::create_dir_all(&race).unwrap();
+    let up = "../".repeat(f.rootfs().components().count() + 3);
+    let target = format!("{up}{}", victim.display());
+    f.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/mnt/race/sub", "type": "tmpfs", "source": "tmpfs"}));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, race) = (stop.clone(), race.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_dir_all(&race);
+                let _ = std::os::unix::fs::symlink(&target, &race);
+                std::thread::yield_now();
+                let _ = std::fs::remove_file(&race);
+                let _ = std::fs::create_dir(&race);
+            }
+        })
+    };
+    let mut outcomes = (0, 0);
+    for _ in 0..40 {
+        let (code, _, _) = f.run();
+        if code == 0 {
+            outcomes.0 += 1
+        } else {
+            outcomes.1 += 1
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(victim.to_str().unwrap()), "a mount escaped to the victim");
+    assert!(std::fs::read_dir(&victim).unwrap().next().is_none(), "something was created in the victim");
+    eprintln!("race outcomes: {} made, {} refused", outcomes.0, outcomes.1);
+}
