@@ -263,3 +263,25 @@ fn a_bundle_changed_during_setup_cannot_redirect_a_mount() {
     assert!(std::fs::read_dir(&victim).unwrap().next().is_none(), "something was created in the victim");
     eprintln!("race outcomes: {} made, {} refused", outcomes.0, outcomes.1);
 }
+
+#[test]
+fn writes_outside_the_landlock_policy_are_refused() {
+    if unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) } < 1 {
+        eprintln!("skipped: no Landlock on this kernel");
+        return;
+    }
+    // The default config with a writable root, so that only Landlock stands in the way.
+    let mut f = attacker("echo x > /tmp/ok && echo tmp-ok; echo x > /etc/evil; ln -s /tmp/ok /bin/evil; mkdir /root/evil; true");
+    f.config["root"]["readonly"] = json!(false);
+    f.config["annotations"] = json!({"io.github.hutch.landlock": json!({
+        "mode": "required",
+        "fs": [{"path": "/", "access": ["read", "execute"]}, {"path": "/tmp", "access": ["read", "write"]},
+               {"path": "/dev", "access": ["read", "write-file"]}]}).to_string()});
+    let (code, out, err) = f.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "tmp-ok\n");
+    assert_eq!(err.matches("Permission denied").count(), 3, "{err}");
+    for p in ["etc/evil", "bin/evil", "root/evil"] {
+        assert!(!f.rootfs().join(p).exists(), "{p} was written");
+    }
+}
