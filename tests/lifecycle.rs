@@ -234,26 +234,8 @@ fn console_socket_receives_the_pty_master() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (conn, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 64];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(
-        std::os::fd::AsRawFd::as_raw_fd(&conn),
-        &mut iov,
-        Some(&mut cmsg),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    let fd = msg
-        .cmsgs()
-        .unwrap()
-        .find_map(|c| match c {
-            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("a descriptor");
-    // SAFETY: received from the socket just now.
-    let mut master = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let (_, fd) = common::recv_with_fd(&conn);
+    let mut master = std::fs::File::from(fd);
     assert!(f.hutch(&["start", &id]).status.success());
     let mut text = Vec::new();
     let _ = std::io::Read::read_to_end(&mut master, &mut text); // ends with EIO once the pty closes

@@ -214,26 +214,9 @@ fn agent(sock: &Path) -> std::thread::JoinHandle<(Value, i32)> {
     std::thread::spawn(move || {
         use std::os::fd::AsRawFd;
         let (conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 65536];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                nix::sys::socket::ControlMessageOwned::ScmRights(f) => f.first().copied(),
-                _ => None,
-            })
-            .expect("a listener descriptor");
-        let n = msg.bytes;
-        let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let (bytes, listener) = common::recv_with_fd(&conn);
+        let fd = listener.as_raw_fd();
+        let state: Value = serde_json::from_slice(&bytes).unwrap();
         // SECCOMP_IOCTL_NOTIF_RECV / SEND
         let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         let rc = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) };

@@ -198,6 +198,33 @@ pub fn top_cgroup(name: &str) -> PathBuf {
     }
 }
 
+/// Receives one message and the descriptor that came with it on a unix socket.
+pub fn recv_with_fd(conn: &std::os::unix::net::UnixStream) -> (Vec<u8>, std::os::fd::OwnedFd) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut buf = vec![0u8; 65536];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("a descriptor with the message");
+    let n = msg.bytes;
+    buf.truncate(n);
+    // SAFETY: the kernel just installed this descriptor for us.
+    (buf, unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Like `Command::output`, through temporary files.
 pub fn capture(mut cmd: Command) -> Output {
     let out = tempfile::tempfile().unwrap();
