@@ -70,6 +70,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 }
 
 pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Created> {
+    create_with_stdio(opts, config, None)
+}
+
+/// Like `create_from_config`, with the container's stdin, stdout and stderr given explicitly
+/// (a harness's pipes) instead of inherited from the caller.
+pub fn create_with_stdio(
+    opts: &CreateOptions,
+    config: &Config,
+    stdio: Option<process::Stdio>,
+) -> Result<Created> {
     if config.process().terminal() == Some(true) && opts.console_socket.is_none() {
         log::debug!("terminal without console socket: the caller relays the pty");
     }
@@ -113,6 +123,7 @@ pub fn create_from_config(opts: &CreateOptions, config: &Config) -> Result<Creat
     let spawned = match process::spawn(SpawnRequest {
         config,
         seccomp,
+        stdio,
         hook_state: hooks.is_some().then(|| oci_state_json(&state, Status::Creating)),
         job: Job::Create { start_listener: OwnedFd::from(listener), no_pivot: opts.no_pivot },
         cgroup,
@@ -339,6 +350,7 @@ impl Container {
         let spawned = process::spawn(SpawnRequest {
             config: &config,
             seccomp: compile_seccomp(&config, &root)?,
+            stdio: None,
             hook_state: None,
             job: Job::Exec { target: Pid::from_raw(self.state.pid), process: Box::new(opts.process.clone()) },
             cgroup: &mut cgroup,

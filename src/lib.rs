@@ -18,6 +18,7 @@ pub mod oom;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
 pub mod state;

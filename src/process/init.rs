@@ -122,6 +122,17 @@ pub(crate) fn run(
     exit(127)
 }
 
+/// Makes the given descriptors this process's stdin, stdout and stderr (before anything else).
+pub(crate) fn use_stdio(stdio: &super::spawn::Stdio) {
+    use std::os::fd::AsRawFd;
+    for (fd, to) in [(&stdio.stdin, 0), (&stdio.stdout, 1), (&stdio.stderr, 2)] {
+        // SAFETY: dup2 onto the standard descriptors of this single-threaded child.
+        if unsafe { libc::dup2(fd.as_raw_fd(), to) } < 0 {
+            exit(1)
+        }
+    }
+}
+
 fn exit(code: i32) -> ! {
     // SAFETY: leave without running destructors or atexit handlers inherited from main.
     unsafe { libc::_exit(code) }

@@ -53,6 +53,9 @@ fn steps(
     let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
     if pid == 0 {
         drop((ctx.joins, rx, tx));
+        if let Some(stdio) = &ctx.stdio {
+            init::use_stdio(stdio);
+        }
         init::run(ctx.config, ctx.job, init_tx, ctx.from_main, ctx.seccomp, ctx.preserve_fds);
     }
     ask(IntermediateMsg::InitPid(pid))

@@ -25,4 +25,4 @@ pub mod intermediate;
 pub mod message;
 pub mod spawn;
 
-pub use spawn::{spawn, Job, SpawnRequest, Spawned};
+pub use spawn::{spawn, Job, SpawnRequest, Spawned, Stdio};

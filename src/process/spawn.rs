@@ -37,6 +37,15 @@ pub struct SpawnRequest<'a> {
     pub preserve_fds: i32,
     /// The compiled `linux.seccomp`, loaded by init.
     pub seccomp: Option<crate::seccomp::Compiled>,
+    /// stdin, stdout and stderr for the container, instead of the caller's own.
+    pub stdio: Option<Stdio>,
+}
+
+/// Descriptors that become the container's 0, 1 and 2.
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
 }
 
 pub struct Spawned {
@@ -56,6 +65,7 @@ pub(crate) struct ChildContext<'a> {
     /// main → init, for the hooks rendezvous.
     pub from_main: Receiver<MainMsg>,
     pub seccomp: Option<crate::seccomp::Compiled>,
+    pub stdio: Option<Stdio>,
 }
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
@@ -79,6 +89,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         preserve_fds: req.preserve_fds,
         from_main: init_rx,
         seccomp: req.seccomp,
+        stdio: req.stdio,
     };
     // SAFETY: the child only runs the intermediate stage and exits; it never returns here.
     let mid = match unsafe { fork() }.map_err(sys("fork"))? {

@@ -10,6 +10,7 @@ mod list;
 mod pause;
 mod ps;
 mod run;
+mod sandbox;
 mod spec;
 mod start;
 mod state;
@@ -42,6 +43,9 @@ pub enum Command {
     Features,
     /// Run a new process inside a running container
     Exec(exec::Args),
+    /// Sandboxed runs for harnesses: a profile, a timeout, capped output, a JSON result
+    #[command(subcommand)]
+    Sandbox(sandbox::Command),
     /// List the processes of a container
     Ps(ps::Args),
     /// Freeze every process of a container
@@ -87,6 +91,7 @@ pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
         Command::Spec(a) => spec::run(a),
         Command::Features => features::run(),
         Command::Exec(a) => exec::run(a, root),
+        Command::Sandbox(c) => sandbox::run(c, root),
         Command::Ps(a) => ps::run(a, root),
         Command::Pause(a) => pause::pause(a, root),
         Command::Resume(a) => pause::resume(a, root),

@@ -1,0 +1,130 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Subcommand;
+use hutch::sandbox::profile::{self, Network};
+use hutch::sandbox::{self, Request};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run one command in a sandbox and report how it ended (see docs/sandbox.md)
+    Run(RunArgs),
+    /// List the named profiles
+    Profiles,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Profile: a name from the profiles directory ($HUTCH_PROFILES) or a JSON file
+    #[arg(long, default_value = "default")]
+    pub profile: String,
+    /// The root filesystem to run in
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: PathBuf,
+    /// Wall-clock limit (2s, 500ms); ends the run as "timeout"
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory limit (256M)
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory: Option<u64>,
+    /// Process limit
+    #[arg(long)]
+    pub pids: Option<i64>,
+    /// Bytes of stdout kept (1M); past it the profile's on_output_limit applies
+    #[arg(long, value_parser = parse_bytes)]
+    pub stdout_limit: Option<u64>,
+    /// Bytes of stderr kept
+    #[arg(long, value_parser = parse_bytes)]
+    pub stderr_limit: Option<u64>,
+    /// A file for the program's stdin (default: empty)
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+    /// Network: none (own namespace, down loopback) or host
+    #[arg(long, value_enum)]
+    pub net: Option<NetArg>,
+    /// Environment variable KEY=VALUE; repeatable
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Write the result JSON to FILE, or "-" for stdout (the output is then only in the JSON)
+    #[arg(long, value_name = "FILE|-")]
+    pub result: Option<String>,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NetArg {
+    None,
+    Host,
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    profile::parse_bytes(s)
+}
+
+pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
+    match cmd {
+        Command::Profiles => {
+            let dir = profile::dir();
+            for name in profile::names(&dir) {
+                let desc = profile::load(&name)
+                    .map(|(p, _)| p.description)
+                    .unwrap_or_else(|e| format!("(invalid: {e})"));
+                println!("{name:10} {desc}");
+            }
+            Ok(0)
+        }
+        Command::Run(a) => run_one(a, root),
+    }
+}
+
+fn run_one(a: RunArgs, root: &Path) -> hutch::Result<u8> {
+    let (p, file) = profile::load(&a.profile)?;
+    let limit = |v: &Option<String>| v.as_deref().and_then(|s| profile::parse_bytes(s).ok());
+    let rootfs = a
+        .rootfs
+        .canonicalize()
+        .map_err(|e| hutch::Error::Usage(format!("--rootfs {}: {e}", a.rootfs.display())))?;
+    let result_to_stdout = a.result.as_deref() == Some("-");
+    let req = Request {
+        rootfs,
+        args: a.command,
+        env: a.env,
+        cwd: a.cwd,
+        timeout: a
+            .timeout
+            .or_else(|| p.limits.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok())),
+        memory: a.memory.or_else(|| limit(&p.limits.memory)),
+        pids: a.pids.or(p.limits.pids),
+        stdout_limit: a.stdout_limit.or_else(|| limit(&p.limits.stdout)).unwrap_or(1 << 20),
+        stderr_limit: a.stderr_limit.or_else(|| limit(&p.limits.stderr)).unwrap_or(1 << 20),
+        on_output_limit: p.limits.on_output_limit,
+        stdin: a.stdin,
+        network: match a.net {
+            Some(NetArg::None) => Network::None,
+            Some(NetArg::Host) => Network::Host,
+            None => p.network,
+        },
+        root: root.join("sandbox"),
+        passthrough: !result_to_stdout,
+        profile_file: file,
+        profile: p,
+    };
+    let outcome = sandbox::run(&req);
+    let json = serde_json::to_string_pretty(&outcome).expect("outcome serializes");
+    match a.result.as_deref() {
+        Some("-") => println!("{json}"),
+        Some(file) => std::fs::write(file, json + "\n")
+            .map_err(|e| hutch::Error::Io { context: format!("--result {file}"), source: e })?,
+        None => {
+            if let Some(e) = &outcome.setup_error {
+                eprintln!("hutch: sandbox setup failed in stage {}: {}", e.stage, e.cause);
+            }
+        }
+    }
+    Ok(outcome.exit_code().clamp(0, 255) as u8)
+}

@@ -1,0 +1,388 @@
+//! `hutch sandbox run`: one supervised, isolated run for a harness, with a wall-clock timeout,
+//! capped output and a structured result.
+//!
+//! The container spec is built in memory from a profile (profiles/) and the flags, and run with
+//! the same library as `hutch run`. The program's stdout and stderr are pipes that hutch reads
+//! while it waits on a pidfd of the program with a poll timeout, so the timeout is precise to
+//! the millisecond, hutch's memory stays bounded by the caps whatever the program writes, and the
+//! end of the run (exit, timeout, output cap) kills the container's whole cgroup: daemons in new
+//! sessions go too.
+
+pub mod profile;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::container::{self, Container, CreateOptions};
+use crate::error::{Error, Result};
+use crate::process::Stdio;
+use profile::{Network, OnOutputLimit, Profile};
+
+/// One run, as the flags and the profile ask.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub profile: Profile,
+    pub profile_file: PathBuf,
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub timeout: Option<Duration>,
+    pub memory: Option<u64>,
+    pub pids: Option<i64>,
+    pub stdout_limit: u64,
+    pub stderr_limit: u64,
+    pub on_output_limit: OnOutputLimit,
+    pub stdin: Option<PathBuf>,
+    pub network: Network,
+    /// State root for the run's container.
+    pub root: PathBuf,
+    /// Copy the program's output to hutch's own stdout and stderr as it comes.
+    pub passthrough: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Exited,
+    Signaled,
+    Timeout,
+    Oom,
+    OutputLimit,
+    SetupError,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Captured {
+    /// The captured bytes as text (invalid UTF-8 replaced).
+    pub data: String,
+    /// Bytes the program wrote in all.
+    pub bytes: u64,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupError {
+    pub stage: String,
+    pub cause: String,
+}
+
+/// The result document (docs/sandbox.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub wall_ms: f64,
+    pub cpu_user_ms: f64,
+    pub cpu_sys_ms: f64,
+    pub peak_memory_bytes: u64,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_error: Option<SetupError>,
+}
+
+impl Outcome {
+    fn setup_error(e: &Error) -> Outcome {
+        let (stage, cause) = match e {
+            Error::Stage { stage, message } => (stage.clone(), message.clone()),
+            Error::Config { field, message, .. } => ("config".to_string(), format!("{field}: {message}")),
+            other => ("runtime".to_string(), other.to_string()),
+        };
+        Outcome {
+            status: Status::SetupError,
+            exit_code: None,
+            signal: None,
+            wall_ms: 0.0,
+            cpu_user_ms: 0.0,
+            cpu_sys_ms: 0.0,
+            peak_memory_bytes: 0,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            setup_error: Some(SetupError { stage, cause }),
+        }
+    }
+
+    /// hutch's own exit code: the program's, or one that says why the run ended.
+    pub fn exit_code(&self) -> i32 {
+        match self.status {
+            Status::Exited => self.exit_code.unwrap_or(0),
+            Status::Signaled => 128 + self.signal.unwrap_or(0),
+            Status::Timeout => 124,
+            Status::Oom => 137,
+            Status::OutputLimit => 120,
+            Status::SetupError => 125,
+        }
+    }
+}
+
+/// The OCI spec for a request.
+pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
+    let p = &req.profile;
+    let mut v = serde_json::to_value(crate::spec::default_spec()).expect("spec serializes");
+    v["hostname"] = json!("sandbox");
+    v["root"] = json!({"path": req.rootfs, "readonly": p.readonly_root});
+    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    env.extend(req.env.iter().cloned());
+    let caps = &p.capabilities;
+    v["process"] = json!({
+        "terminal": false,
+        "user": {"uid": 0, "gid": 0},
+        "args": req.args,
+        "env": env,
+        "cwd": req.cwd.clone().unwrap_or_else(|| "/".into()),
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": p.no_new_privileges,
+        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]
+    });
+    let mut ns = vec!["pid", "ipc", "uts", "mount", "cgroup"];
+    if req.network == Network::None {
+        ns.push("network");
+    }
+    if p.user_namespace.is_some() {
+        ns.push("user");
+    }
+    v["linux"]["namespaces"] = ns.iter().map(|t| json!({"type": t})).collect();
+    if let Some(u) = p.user_namespace {
+        let map = json!([{"containerID": 0, "hostID": u.host_id, "size": u.size}]);
+        v["linux"]["uidMappings"] = map.clone();
+        v["linux"]["gidMappings"] = map;
+    }
+    let mounts = v["mounts"].as_array_mut().expect("default mounts");
+    // A fresh cgroup mount is not allowed from a user namespace on v1; the sandbox needs none.
+    mounts.retain(|m| m["type"] != "cgroup");
+    if req.network == Network::Host {
+        // No network namespace of its own: sysfs cannot be mounted fresh; bind the host's.
+        for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
+            *m = json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]});
+        }
+    }
+    for t in &p.tmpfs {
+        let size = profile::parse_bytes(&t.size).map_err(|e| Error::config(&req.profile_file, "tmpfs", e))?;
+        mounts.push(json!({"destination": t.path, "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777", format!("size={size}")]}));
+    }
+    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if let Some(m) = req.memory {
+        resources["memory"] = json!({"limit": m, "swap": m});
+    }
+    if let Some(n) = req.pids {
+        resources["pids"] = json!({"limit": n});
+    }
+    v["linux"]["resources"] = resources;
+    match &p.seccomp {
+        None => v["linux"]["seccomp"] = Value::Null,
+        Some(file) => {
+            let path = req.profile_file.parent().unwrap_or(std::path::Path::new(".")).join(file);
+            let text = std::fs::read(&path).map_err(|e| {
+                Error::config(&req.profile_file, "seccomp", format!("{}: {e}", path.display()))
+            })?;
+            v["linux"]["seccomp"] =
+                serde_json::from_slice(&text).map_err(|e| Error::config(&path, "(document)", e))?;
+        }
+    }
+    if let Some(l) = &p.landlock {
+        v["annotations"] = json!({ crate::landlock_policy::ANNOTATION: l.to_string() });
+    }
+    serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs the request to its end and tells how it ended. Setup failures are an outcome too.
+pub fn run(req: &Request) -> Outcome {
+    match run_inner(req) {
+        Ok(o) => o,
+        Err(e) => Outcome::setup_error(&e),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::Sys { context: "pipe".into(), source: e })
+}
+
+fn run_inner(req: &Request) -> Result<Outcome> {
+    let spec = spec(req)?;
+    let bundle = req.rootfs.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    let config = Config::from_spec(spec, bundle, req.profile_file.clone())?;
+    let id =
+        format!("sbx-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let opts = CreateOptions { root: req.root.clone(), id: id.clone(), ..Default::default() };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdin: OwnedFd = match &req.stdin {
+        Some(p) => {
+            std::fs::File::open(p).map_err(|e| Error::Usage(format!("--stdin {}: {e}", p.display())))?.into()
+        }
+        None => std::fs::File::open("/dev/null")
+            .map_err(|e| Error::Io { context: "/dev/null".into(), source: e })?
+            .into(),
+    };
+    let created =
+        container::create_with_stdio(&opts, &config, Some(Stdio { stdin, stdout: out_w, stderr: err_w }))?;
+    let mut c = created.container;
+    let init = Pid::from_raw(c.state.pid);
+    let cgroup = c.cgroup();
+    let mut oom = cgroup.memory_dir().and_then(|d| crate::oom::OomWatcher::new(d, cgroup.is_v2()).ok());
+    let pidfd = container::pidfd_open(init.as_raw())
+        .map_err(|e| Error::Io { context: "pidfd_open".into(), source: e })?;
+    let t0 = Instant::now();
+    if let Err(e) = c.start() {
+        let _ = c.delete(true);
+        return Err(e);
+    }
+    let id_for_delete = c.id().to_string();
+    drop(c);
+
+    let mut streams = [
+        Stream::new(out_r, req.stdout_limit, req.passthrough.then_some(1)),
+        Stream::new(err_r, req.stderr_limit, req.passthrough.then_some(2)),
+    ];
+    let deadline = req.timeout.map(|t| t0 + t);
+    let mut ended_by: Option<Status> = None;
+    let mut wait_status = None;
+    loop {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining == Some(Duration::ZERO) && ended_by.is_none() && wait_status.is_none() {
+            ended_by = Some(Status::Timeout);
+            let _ = cgroup.signal_all(nix::sys::signal::Signal::SIGKILL);
+        }
+        let mut fds: Vec<PollFd> = Vec::new();
+        if wait_status.is_none() {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        for s in streams.iter().filter(|s| s.open) {
+            fds.push(PollFd::new(s.fd.as_fd(), PollFlags::POLLIN));
+        }
+        if fds.is_empty() {
+            break;
+        }
+        let ms = match remaining {
+            Some(r) if ended_by.is_none() && wait_status.is_none() => {
+                PollTimeout::try_from(r.as_millis().max(1).min(60_000) as i32).unwrap_or(PollTimeout::NONE)
+            }
+            _ => PollTimeout::NONE,
+        };
+        match poll(&mut fds, ms) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Sys { context: "poll".into(), source: e }),
+            Ok(_) => {}
+        }
+        drop(fds);
+        for s in streams.iter_mut().filter(|s| s.open) {
+            if s.read_some() && req.on_output_limit == OnOutputLimit::Kill && ended_by.is_none() {
+                ended_by = Some(Status::OutputLimit);
+                let _ = cgroup.signal_all(nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        if wait_status.is_none() {
+            if let Ok(st) = waitpid(init, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                if !matches!(st, WaitStatus::StillAlive) {
+                    wait_status = Some(st);
+                    // Whatever the program left running (daemons, children) ends with it; then
+                    // the pipes reach EOF.
+                    let _ = cgroup.signal_all(nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let stats = cgroup.stats().ok();
+    let ooms = oom.as_mut().map_or(0, |w| w.take());
+    let _ = Container::load(&req.root, &id_for_delete).and_then(|c| c.delete(true));
+
+    let (exit_code, signal) = match wait_status {
+        Some(WaitStatus::Exited(_, c)) => (Some(c), None),
+        Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
+        _ => (None, None),
+    };
+    let status = ended_by.unwrap_or(if ooms > 0 {
+        Status::Oom
+    } else if signal.is_some() {
+        Status::Signaled
+    } else {
+        Status::Exited
+    });
+    let (user, sys, peak) = stats.map_or((0, 0, 0), |s| {
+        let (u, k) = s.cpu.cpu_acct.as_ref().map_or((0, 0), |a| (a.user_usage, a.system_usage));
+        (u, k, s.memory.memory.as_ref().map_or(0, |m| m.max_usage))
+    });
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let [out, err] = streams;
+    Ok(Outcome {
+        status,
+        exit_code,
+        signal,
+        wall_ms,
+        cpu_user_ms: user as f64 * 1e3 / hz,
+        cpu_sys_ms: sys as f64 * 1e3 / hz,
+        peak_memory_bytes: peak,
+        stdout: out.captured(),
+        stderr: err.captured(),
+        setup_error: None,
+    })
+}
+
+/// One captured output stream: at most `cap` bytes are kept; the rest is read and dropped, so
+/// the program never blocks on a full pipe and hutch's memory stays bounded.
+struct Stream {
+    fd: OwnedFd,
+    cap: u64,
+    kept: Vec<u8>,
+    total: u64,
+    open: bool,
+    passthrough: Option<i32>,
+}
+
+impl Stream {
+    fn new(fd: OwnedFd, cap: u64, passthrough: Option<i32>) -> Stream {
+        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        Stream { fd, cap, kept: Vec::new(), total: 0, open: true, passthrough }
+    }
+
+    /// Reads what is there; true when this read crossed the cap.
+    fn read_some(&mut self) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        let was_under = self.total <= self.cap;
+        loop {
+            match nix::unistd::read(self.fd.as_fd(), &mut buf) {
+                Ok(0) => {
+                    self.open = false;
+                    break;
+                }
+                Ok(n) => {
+                    let room = self.cap.saturating_sub(self.kept.len() as u64) as usize;
+                    let keep = &buf[..n.min(room)];
+                    self.kept.extend_from_slice(keep);
+                    if let Some(fd) = self.passthrough {
+                        // SAFETY: hutch's own stdout or stderr.
+                        let _ = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, keep);
+                    }
+                    self.total += n as u64;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break, // EAGAIN: nothing more for now
+            }
+        }
+        was_under && self.total > self.cap
+    }
+
+    fn captured(self) -> Captured {
+        Captured {
+            data: String::from_utf8_lossy(&self.kept).into_owned(),
+            bytes: self.total,
+            truncated: self.total > self.cap,
+        }
+    }
+}

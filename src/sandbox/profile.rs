@@ -1,0 +1,186 @@
+//! Sandbox profiles: declarative JSON files under `profiles/` (format in profiles/README.md),
+//! turned into an OCI spec in memory. Errors name the file, the field and what was expected.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default)]
+    pub description: String,
+    /// `none` (an own network namespace, nothing but a down loopback) or `host`.
+    #[serde(default)]
+    pub network: Network,
+    /// A seccomp profile file, relative to the profile's directory.
+    pub seccomp: Option<PathBuf>,
+    /// Capabilities the program keeps (all five sets); none by default.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default = "yes")]
+    pub no_new_privileges: bool,
+    #[serde(default = "yes")]
+    pub readonly_root: bool,
+    /// Writable tmpfs mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    /// A Landlock policy (docs/landlock.md).
+    pub landlock: Option<serde_json::Value>,
+    /// Run as root of an own user namespace mapped to these host ids.
+    pub user_namespace: Option<IdRange>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    #[default]
+    None,
+    Host,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tmpfs {
+    pub path: String,
+    #[serde(default = "default_tmpfs_size")]
+    pub size: String,
+}
+
+fn default_tmpfs_size() -> String {
+    "64M".into()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdRange {
+    pub host_id: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory: Option<String>,
+    pub pids: Option<i64>,
+    pub timeout: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    #[serde(default)]
+    pub on_output_limit: OnOutputLimit,
+}
+
+/// What happens when the program writes more than a stream's cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOutputLimit {
+    /// Keep running; what is past the cap is read and dropped.
+    #[default]
+    Truncate,
+    /// Stop the program (status `output_limit`).
+    Kill,
+}
+
+/// The directory of named profiles: $HUTCH_PROFILES, else `profiles/` beside the hutch binary's
+/// source tree, else /usr/share/hutch/profiles.
+pub fn dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("HUTCH_PROFILES") {
+        return PathBuf::from(d);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    if built.is_dir() {
+        return built;
+    }
+    PathBuf::from("/usr/share/hutch/profiles")
+}
+
+/// Names of the profiles in `dir`.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Loads a profile by name (from `dir`) or by path (anything with a slash or `.json`).
+pub fn load(name_or_file: &str) -> Result<(Profile, PathBuf)> {
+    let file = if name_or_file.contains('/') || name_or_file.ends_with(".json") {
+        PathBuf::from(name_or_file)
+    } else {
+        let d = dir();
+        let f = d.join(format!("{name_or_file}.json"));
+        if !f.is_file() {
+            return Err(Error::Usage(format!(
+                "unknown profile {name_or_file:?}; known profiles: {}",
+                names(&d).join(", ")
+            )));
+        }
+        f
+    };
+    let text = std::fs::read(&file)
+        .map_err(|e| Error::Io { context: format!("read {}", file.display()), source: e })?;
+    let mut de = serde_json::Deserializer::from_slice(&text);
+    let profile: Profile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        Error::config(&file, if path == "." { "(document)".into() } else { path }, e.into_inner())
+    })?;
+    profile.check(&file)?;
+    Ok((profile, file))
+}
+
+impl Profile {
+    fn check(&self, file: &Path) -> Result<()> {
+        let err = |field: &str, msg: String| Error::config(file, field, msg);
+        for (field, v) in [
+            ("limits.memory", &self.limits.memory),
+            ("limits.stdout", &self.limits.stdout),
+            ("limits.stderr", &self.limits.stderr),
+        ] {
+            if let Some(v) = v {
+                parse_bytes(v).map_err(|e| err(field, e))?;
+            }
+        }
+        if let Some(t) = &self.limits.timeout {
+            humantime::parse_duration(t).map_err(|e| {
+                err("limits.timeout", format!("{t:?}: {e} (expected e.g. \"2s\", \"500ms\")"))
+            })?;
+        }
+        for (i, t) in self.tmpfs.iter().enumerate() {
+            if !t.path.starts_with('/') {
+                return Err(err(&format!("tmpfs[{i}].path"), format!("{:?} is not absolute", t.path)));
+            }
+            parse_bytes(&t.size).map_err(|e| err(&format!("tmpfs[{i}].size"), e))?;
+        }
+        for (i, c) in self.capabilities.iter().enumerate() {
+            serde_json::from_value::<oci_spec::runtime::Capability>(serde_json::Value::String(c.clone()))
+                .map_err(|_| err(&format!("capabilities[{i}]"), format!("unknown capability {c:?}")))?;
+        }
+        if let Some(l) = &self.landlock {
+            crate::landlock_policy::parse(&l.to_string())
+                .map_err(|(f, m)| err(&format!("landlock{f}"), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// "256M", "1G", "4096": bytes.
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{s:?}: {e} (expected e.g. \"256M\")"))
+}

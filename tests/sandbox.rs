@@ -1,0 +1,243 @@
+//! `hutch sandbox run`: timeouts, capped output, OOM, setup errors and exit codes, as a
+//! harness sees them through the result JSON.
+
+mod common;
+
+use std::time::Instant;
+
+use common::Fixture;
+use serde_json::Value;
+
+/// Runs `hutch sandbox run --result - ARGS -- CMD...` in the fixture's rootfs.
+fn sandbox(f: &Fixture, args: &[&str], cmd: &[&str]) -> (i32, Value) {
+    let rootfs = f.rootfs();
+    let mut all = vec!["sandbox", "run", "--rootfs", rootfs.to_str().unwrap(), "--result", "-"];
+    all.extend_from_slice(args);
+    all.push("--");
+    all.extend_from_slice(cmd);
+    let out = f.hutch(&all);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// No process of this fixture is left, and no sandbox state or cgroup.
+fn nothing_left(f: &Fixture) {
+    let root = f.root.join("sandbox");
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.iter().all(|n| n.to_string_lossy().starts_with('.')), "sandbox state left: {left:?}");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(root) = std::fs::read_link(entry.path().join("root")) {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            assert!(
+                stat.contains(") Z ") || !root.starts_with(f.dir.path()),
+                "process {:?} left behind",
+                entry.file_name()
+            );
+        }
+    }
+}
+
+#[test]
+fn exit_codes_and_output_pass_through() {
+    let f = Fixture::new("");
+    let (code, r) = sandbox(&f, &[], &["sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(code, 3);
+    assert_eq!(r["status"], "exited");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stdout"]["data"], "out\n");
+    assert_eq!(r["stderr"]["data"], "err\n");
+    assert_eq!(r["stdout"]["truncated"], false);
+    assert!(r["wall_ms"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_memory_bytes"].as_u64().unwrap() > 0);
+    nothing_left(&f);
+}
+
+#[test]
+fn a_timeout_ends_the_whole_tree_within_tens_of_milliseconds() {
+    let f = Fixture::new("");
+    let t = Instant::now();
+    // A daemon in a new session, then a long sleep: both must go at 200 ms.
+    let (code, r) =
+        sandbox(&f, &["--timeout", "200ms"], &["sh", "-c", "setsid sleep 1000 & echo started; sleep 100"]);
+    let took = t.elapsed().as_millis();
+    assert_eq!(r["status"], "timeout", "{r}");
+    assert_eq!(code, 124);
+    let wall = r["wall_ms"].as_f64().unwrap();
+    assert!((200.0..300.0).contains(&wall), "wall_ms {wall}");
+    assert!(took < 2000, "hutch took {took} ms");
+    assert_eq!(r["stdout"]["data"], "started\n");
+    nothing_left(&f);
+}
+
+#[test]
+fn output_past_the_cap_is_dropped_and_hutch_stays_small() {
+    let f = Fixture::new("");
+    // yes writes as fast as it can for two seconds; only the first MiB is kept.
+    let rootfs = f.rootfs();
+    let out = tempfile::tempfile().unwrap();
+    let mut child = f
+        .cmd(&[
+            "sandbox",
+            "run",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "--result",
+            "-",
+            "--stdout-limit",
+            "1M",
+            "--timeout",
+            "2s",
+            "--",
+            "yes",
+        ])
+        .stdout(out.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    // wait4 gives this one child's peak memory.
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(pid, child.id() as i32);
+    let _ = child.try_wait();
+    let r: Value = {
+        use std::io::{Read, Seek};
+        let mut out = out;
+        let mut text = String::new();
+        out.rewind().unwrap();
+        out.read_to_string(&mut text).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(r["status"], "timeout");
+    assert_eq!(r["stdout"]["truncated"], true);
+    assert_eq!(r["stdout"]["data"].as_str().unwrap().len(), 1 << 20);
+    let written = r["stdout"]["bytes"].as_u64().unwrap();
+    let peak = ru.ru_maxrss as u64 * 1024;
+    assert!(written > 16 << 20, "yes wrote only {written} bytes");
+    assert!(
+        peak < 48 << 20 && peak * 2 < written,
+        "hutch peaked at {peak} bytes while {written} were written"
+    );
+    nothing_left(&f);
+}
+
+#[test]
+fn the_strict_profile_stops_a_program_at_its_output_cap() {
+    let f = Fixture::new("");
+    let (code, r) = sandbox(&f, &["--profile", "strict", "--stdout-limit", "1M"], &["yes"]);
+    assert_eq!(r["status"], "output_limit", "{r}");
+    assert_eq!(code, 120);
+    assert_eq!(r["stdout"]["data"].as_str().unwrap().len(), 1 << 20);
+    nothing_left(&f);
+}
+
+#[test]
+fn a_memory_hog_ends_as_oom() {
+    let f = Fixture::new("");
+    let (code, r) =
+        sandbox(&f, &["--memory", "32M"], &["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"]);
+    assert_eq!(r["status"], "oom", "{r}");
+    assert_eq!(code, 137);
+    nothing_left(&f);
+}
+
+#[test]
+fn a_fork_bomb_is_contained() {
+    let f = Fixture::new("");
+    let (_, r) = sandbox(
+        &f,
+        &["--pids", "32", "--timeout", "1s"],
+        &["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 5"],
+    );
+    assert!(["timeout", "exited"].contains(&r["status"].as_str().unwrap()), "{r}");
+    assert!(r["stderr"]["data"].as_str().unwrap().contains("can't fork"), "{r}");
+    nothing_left(&f);
+}
+
+#[test]
+fn a_missing_binary_is_a_setup_error_not_127() {
+    let f = Fixture::new("");
+    let (code, r) = sandbox(&f, &[], &["/no/such/program"]);
+    assert_eq!(r["status"], "setup_error");
+    assert_eq!(code, 125);
+    assert!(r["setup_error"]["cause"].as_str().unwrap().contains("/no/such/program"), "{r}");
+    nothing_left(&f);
+}
+
+#[test]
+fn a_crash_is_reported_as_its_signal() {
+    let f = Fixture::new("");
+    let src = f.dir.path().join("crash.c");
+    std::fs::write(&src, "int main(void) { volatile int *p = 0; return *p; }\n").unwrap();
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-O0", "-o"])
+        .arg(f.rootfs().join("bin/crash"))
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (code, r) = sandbox(&f, &[], &["/bin/crash"]);
+    assert_eq!(r["status"], "signaled", "{r}");
+    assert_eq!(r["signal"], 11);
+    assert_eq!(code, 139);
+}
+
+#[test]
+fn no_network_means_a_down_loopback_only() {
+    let f = Fixture::new("");
+    let (_, r) = sandbox(&f, &[], &["sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate"]);
+    assert_eq!(r["stdout"]["data"], "lo\ndown\n", "{r}");
+}
+
+#[test]
+fn the_default_profile_confines_writes_and_runs_unprivileged() {
+    let f = Fixture::new("");
+    let (_, r) = sandbox(
+        &f,
+        &[],
+        &["sh", "-c", "echo ok > /tmp/f && cat /tmp/f; echo x > /etc/x; grep -E 'CapEff|Seccomp:' /proc/self/status; cat /proc/self/uid_map"],
+    );
+    let out = r["stdout"]["data"].as_str().unwrap();
+    assert!(out.starts_with("ok\n"), "{r}");
+    assert!(out.contains("CapEff:\t0000000000000000") && out.contains("Seccomp:\t2"), "{out}");
+    assert!(out.contains("1000000"), "root of its own user namespace: {out}");
+    assert!(r["stderr"]["data"].as_str().unwrap().contains("/etc/x"), "{r}");
+}
+
+#[test]
+fn profile_errors_name_the_file_and_field() {
+    let f = Fixture::new("");
+    let rootfs = f.rootfs();
+    let out = f.hutch(&[
+        "sandbox",
+        "run",
+        "--profile",
+        "nosuch",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown profile \"nosuch\"") && err.contains("default") && err.contains("strict"),
+        "{err}"
+    );
+    let bad = f.dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"limits": {"memory": "lots"}}"#).unwrap();
+    let out = f.hutch(&[
+        "sandbox",
+        "run",
+        "--profile",
+        bad.to_str().unwrap(),
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.json") && err.contains("limits.memory") && err.contains("lots"), "{err}");
+}
