@@ -3,15 +3,17 @@
 # with the host's / shared read-only. See tests/vm/README.md.
 #
 #   tests/vm/run.sh [--mem 2G] [--smp 2] [--timeout 900] [--env NAME[=VALUE]]...
-#                   [--verbose] [--bzimage] -- COMMAND [ARGS...]
+#                   [--verbose] [--bzimage] [--append KERNEL-ARGS] -- COMMAND [ARGS...]
+#
+# Exit status: COMMAND's; 124 if --timeout (seconds) hit; 125 if the VM failed.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Bump when the initramfs layout built below changes, to invalidate caches.
-builder_rev=1
+builder_rev=2
 
 usage() {
-    sed -n '2,6s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 die() {
@@ -37,7 +39,8 @@ while [ $# -gt 0 ]; do
     --append) extra_append+=" ${2?}"; shift 2 ;;
     --) shift; break ;;
     -h | --help) usage ;;
-    *) echo "tests/vm/run.sh: unknown option: $1" >&2; usage ;;
+    -*) echo "tests/vm/run.sh: unknown option: $1" >&2; usage ;;
+    *) break ;;
     esac
 done
 [ $# -gt 0 ] || usage
@@ -99,6 +102,7 @@ if [ "$bzimage" = 0 ] && grep -q '^CONFIG_PVH=y' "/boot/config-$kver" 2>/dev/nul
     if [ ! -s "$vmlinux" ]; then
         tmp=$(mktemp "$cache/.vmlinux.XXXXXX")
         if extract_vmlinux "$kernel" "$tmp"; then
+            chmod 644 "$tmp"
             mv -f "$tmp" "$vmlinux"
         else
             rm -f "$tmp"
@@ -130,8 +134,9 @@ add_module_file() {
     done
     load_order+=("$f")
 }
-# The modules a virtio-9p root needs; any of them may be built in.
-for m in virtio_pci 9pnet_virtio 9p; do
+# The modules for the virtio-9p root and the virtio consoles; any of them may
+# be built in.
+for m in virtio_pci 9pnet_virtio 9p virtio_console; do
     f=$(module_path "$m")
     if [ -n "$f" ]; then
         add_module_file "$f"
@@ -176,11 +181,17 @@ fi
 run=$(mktemp -d "${TMPDIR:-/tmp}/hutch-vm.XXXXXX")
 qpid=
 cleanup() {
-    [ -z "$qpid" ] || kill "$qpid" 2>/dev/null || true
+    if [ -n "$qpid" ]; then
+        kill "$qpid" 2>/dev/null || true
+        # Reaped, so that the tails (below) see it gone and end too.
+        wait "$qpid" 2>/dev/null || true
+    fi
+    wait
     rm -rf "$run"
 }
 trap cleanup EXIT
-trap 'echo "tests/vm/run.sh: interrupted" >&2; exit 130' INT TERM
+trap 'echo "tests/vm/run.sh: interrupted" >&2; exit 130' INT
+trap 'echo "tests/vm/run.sh: terminated" >&2; exit 143' TERM
 
 nonce=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 mkdir -p "$run/job/hutch"
@@ -233,35 +244,45 @@ watch_console() {
         fi
     done
 }
-# qemu writes the three serial ports to these pipes: ttyS0 console, ttyS1
-# the job's stdout, ttyS2 its stderr.
-exec {con_fd}> >(watch_console)
-con_pid=$!
-exec {out_fd}> >(exec cat)
-out_pid=$!
-exec {err_fd}> >(exec cat >&2)
-err_pid=$!
+# qemu writes the guest's outputs to regular files, and tail -f streams them
+# on as they grow: the serial console (ttyS0) to watch_console, the job's
+# stdout and stderr (virtio consoles hvc0 and hvc1: much faster than serial
+# ports) to ours. Not pipes: when a pipe is full, qemu drops virtio console
+# data. A write to hvc returns once qemu has written it to the file, so
+# nothing is lost at power-off.
+: >"$run/console"
+: >"$run/stdout"
+: >"$run/stderr"
 
 vlog "starting qemu"
+# -cpu max: host binaries may use instructions the default qemu64 model lacks.
+# timeout -k: SIGKILL if qemu ignores the SIGTERM.
 timeout -k 10 "$timeout" qemu-system-x86_64 \
     -nodefaults -no-user-config -accel tcg -cpu max -smp "$smp" -m "$mem" \
     -display none -no-reboot \
     -kernel "$kernel" -initrd "$run/initrd" -append "$append" \
     -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
-    -chardev "file,id=con,path=/dev/fd/$con_fd" -serial chardev:con \
-    -chardev "file,id=out,path=/dev/fd/$out_fd" -serial chardev:out \
-    -chardev "file,id=err,path=/dev/fd/$err_fd" -serial chardev:err \
+    -chardev "file,id=con,path=$run/console" -serial chardev:con \
+    -device virtio-serial-pci,max_ports=2 \
+    -chardev "file,id=out,path=$run/stdout" -device virtconsole,chardev=out \
+    -chardev "file,id=err,path=$run/stderr" -device virtconsole,chardev=err \
     -nic none </dev/null &
 qpid=$!
+# --pid: each tail prints the rest and ends once qemu (under timeout) is gone.
+follow() { tail -s 0.1 -c +1 -f --pid="$qpid" "$1"; }
+follow "$run/console" | watch_console &
+con_pid=$!
+follow "$run/stdout" &
+out_pid=$!
+follow "$run/stderr" >&2 &
+err_pid=$!
+
 qrc=0
 wait "$qpid" || qrc=$?
 qpid=
 vlog "qemu exited ($qrc)"
-
-# Close our ends so the relays see end of file, then let them finish.
-exec {con_fd}>&- {out_fd}>&- {err_fd}>&-
-wait "$con_pid" "$out_pid" "$err_pid" 2>/dev/null || true
+wait "$con_pid" "$out_pid" "$err_pid" || true
 
 if [ -s "$run/rc" ]; then
     rc=$(cat "$run/rc")
