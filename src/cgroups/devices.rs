@@ -145,18 +145,27 @@ fn bpf(cmd: libc::c_int, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> 
 pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), String> {
     let prog = program(rules)?;
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 4096];
     // union bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, log_level,
-    // log_size, log_buf.
-    let mut attr = [0u64; 16];
-    attr[0] = BPF_PROG_TYPE_CGROUP_DEVICE as u64 | ((prog.len() as u64) << 32);
-    attr[1] = prog.as_ptr() as u64;
-    attr[2] = license.as_ptr() as u64;
-    attr[3] = 1 | ((log.len() as u64) << 32);
-    attr[4] = log.as_mut_ptr() as u64;
-    let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
+    // log_size, log_buf. Loaded without a verifier log first: a log too small for the program
+    // fails the load (ENOSPC); the log is only asked for to explain a refusal.
+    let load = |log: Option<&mut Vec<u8>>| {
+        let mut attr = [0u64; 16];
+        attr[0] = BPF_PROG_TYPE_CGROUP_DEVICE as u64 | ((prog.len() as u64) << 32);
+        attr[1] = prog.as_ptr() as u64;
+        attr[2] = license.as_ptr() as u64;
+        if let Some(log) = log {
+            attr[3] = 1 | ((log.len() as u64) << 32);
+            attr[4] = log.as_mut_ptr() as u64;
+        }
+        bpf(BPF_PROG_LOAD, &mut attr)
+    };
+    let fd = load(None).map_err(|e| {
+        let mut log = vec![0u8; 1 << 20];
+        let _ = load(Some(&mut log));
         let text = String::from_utf8_lossy(&log);
-        format!("load device program: {e}: {}", text.trim_end_matches('\0').trim())
+        let tail: String =
+            text.trim_end_matches('\0').trim().lines().rev().take(5).collect::<Vec<_>>().join(" / ");
+        format!("load device program: {e}: {tail}")
     })?;
     // SAFETY: BPF_PROG_LOAD returned a new descriptor.
     let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };

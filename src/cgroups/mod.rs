@@ -34,6 +34,39 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
+    /// Fills in what cgroups-rs leaves empty on cgroup v2: memory usage, peak and limit
+    /// (memory.current, memory.peak, memory.max) and CPU time (cpu.stat, in clock ticks as v1's).
+    fn v2_stats(dir: &Path, s: &mut cgroups_rs::CgroupStats) {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        let num = |f: &str| read(f).and_then(|v| v.trim().parse::<u64>().ok());
+        if s.memory.memory.is_none() {
+            if let Some(usage) = num("memory.current") {
+                let limit = read("memory.max").and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(-1);
+                s.memory.memory = Some(cgroups_rs::stats::MemoryStats {
+                    usage,
+                    max_usage: num("memory.peak").unwrap_or(usage),
+                    limit,
+                    fail_cnt: 0,
+                });
+            }
+        }
+        if s.cpu.cpu_acct.is_none() {
+            if let Some(stat) = read("cpu.stat") {
+                let field = |k: &str| {
+                    stat.lines().find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok()).unwrap_or(0)
+                };
+                // SAFETY: sysconf has no preconditions.
+                let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+                s.cpu.cpu_acct = Some(cgroups_rs::stats::CpuAcctStats {
+                    user_usage: field("user_usec ") * hz / 1_000_000,
+                    system_usage: field("system_usec ") * hz / 1_000_000,
+                    total_usage: field("usage_usec ") * 1000,
+                    usage_percpu: Vec::new(),
+                });
+            }
+        }
+    }
+
     /// The cgroup path a container uses: `linux.cgroupsPath`, or `hutch/<id>`. Either is taken
     /// from the root of each hierarchy.
     pub fn path_for(cgroups_path: Option<&Path>, id: &str) -> String {
@@ -167,7 +200,7 @@ impl Cgroup {
             rest.set_unified(None);
         }
         let bfq_weight = match res.block_io().as_ref().and_then(|b| b.weight()) {
-            Some(w) if !v2 && self.v1_dir("blkio").is_some_and(|d| !d.join("blkio.weight").exists()) => {
+            Some(w) if v2 || self.v1_dir("blkio").is_some_and(|d| !d.join("blkio.weight").exists()) => {
                 let mut b = res.block_io().clone().unwrap_or_default();
                 b.set_weight(None);
                 rest.set_block_io(Some(b));
@@ -188,9 +221,19 @@ impl Cgroup {
             devices::attach(&dir, &rules).map_err(|e| (".devices".into(), e))?;
         }
         if let Some(w) = bfq_weight {
-            let f = self.v1_dir("blkio").expect("checked").join("blkio.bfq.weight");
-            std::fs::write(&f, w.to_string())
-                .map_err(|e| (".blockIO.weight".into(), format!("write {}: {e}", f.display())))?;
+            // BFQ's file where the scheduler is BFQ, else v2's io.weight ("default N").
+            let dir = if v2 {
+                hierarchies::auto().root().join(&self.path)
+            } else {
+                self.v1_dir("blkio").expect("checked")
+            };
+            let (file, value) = match (v2, dir.join(if v2 { "io.bfq.weight" } else { "blkio.bfq.weight" })) {
+                (_, f) if f.exists() => (f, w.to_string()),
+                (true, _) => (dir.join("io.weight"), format!("default {w}")),
+                (false, f) => (f, w.to_string()),
+            };
+            std::fs::write(&file, value)
+                .map_err(|e| (".blockIO.weight".into(), format!("write {}: {e}", file.display())))?;
         }
         if !v2_writes.is_empty() {
             let mount = cgroup2.expect("checked");
@@ -294,7 +337,11 @@ impl Cgroup {
     }
 
     pub fn stats(&self) -> Result<cgroups_rs::CgroupStats> {
-        Ok(self.manager()?.stats())
+        let mut s = self.manager()?.stats();
+        if self.cg.v2() {
+            Self::v2_stats(&hierarchies::auto().root().join(&self.path), &mut s);
+        }
+        Ok(s)
     }
 
     /// The directory holding the memory controller's files, for OOM watching.
