@@ -284,7 +284,10 @@ fn landlock_confines_writes_to_the_policy() {
     let out = f.hutch(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let state = f.state(&id);
-    assert_eq!(state["annotations"][format!("{LANDLOCK}.status")], "fully-enforced", "{state}");
+    // "write" includes truncate (ABI 3): an older kernel (the VM lane's 6.1 has ABI 2) enforces
+    // the rest, and state says so.
+    let want = if kernel_landlock_abi() >= 3 { "fully-enforced" } else { "partially-enforced" };
+    assert_eq!(state["annotations"][format!("{LANDLOCK}.status")], want, "{state}");
     assert!(f.hutch(&["delete", &id]).status.success());
     let (code, out, err) = f.run();
     assert_eq!(code, 0, "{err}");
