@@ -1,5 +1,6 @@
-//! Start-up cost: `/bin/true` run to completion through `hutch run`, runc and crun, in the same
-//! run, interleaved, on the same bundle. Prints per-runtime medians and the ratios.
+//! Start-up cost: `/bin/true` run to completion through `hutch run`, `hutch sandbox run` (the
+//! default profile), bubblewrap, runc and crun, in the same run, interleaved, on the same rootfs.
+//! Prints per-runtime medians and the ratios.
 //!
 //! Debian's crun refuses this machine's hybrid cgroups unless the cgroup2 mount is hidden, so the
 //! benchmark moves itself into a private mount namespace without it; every runtime runs there.
@@ -34,6 +35,28 @@ fn main() {
             c
         }),
     )];
+    // The harness path: a sandbox run under the default profile (user namespace, seccomp,
+    // Landlock, capped pipes, result JSON).
+    runtimes.push((
+        "hutch-sandbox",
+        Box::new(move |root: &Path, _id: &str| {
+            let mut c = Command::new(hutch);
+            c.arg("--root").arg(root).args(["sandbox", "run", "--rootfs"]).arg(bundle_of(root).join("rootfs"));
+            c.args(["--result", "/dev/null", "--", "/bin/true"]);
+            c
+        }),
+    ));
+    if which("bwrap") {
+        runtimes.push((
+            "bwrap",
+            Box::new(move |root: &Path, _id: &str| {
+                let mut c = Command::new("bwrap");
+                c.args(["--unshare-all", "--die-with-parent", "--ro-bind"]).arg(bundle_of(root).join("rootfs")).arg("/");
+                c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"]);
+                c
+            }),
+        ));
+    }
     for rt in ["runc", "crun"] {
         if which(rt) {
             runtimes.push((
@@ -88,10 +111,15 @@ fn main() {
             _ => {}
         }
     }
-    if let Some(h) = medians[0] {
-        for (k, (name, _)) in runtimes.iter().enumerate().skip(1) {
+    let median_of = |name: &str| runtimes.iter().position(|(n, _)| *n == name).and_then(|k| medians[k]);
+    for ours in ["hutch", "hutch-sandbox"] {
+        let Some(h) = median_of(ours) else { continue };
+        for (k, (name, _)) in runtimes.iter().enumerate() {
+            if name.starts_with("hutch") {
+                continue;
+            }
             if let Some(m) = medians[k] {
-                println!("  ratio hutch/{name}: {:.2}", h / m);
+                println!("  ratio {ours}/{name}: {:.2}", h / m);
             }
         }
     }
