@@ -80,9 +80,6 @@ pub fn create_with_stdio(
     config: &Config,
     stdio: Option<process::Stdio>,
 ) -> Result<Created> {
-    if config.process().terminal() == Some(true) && opts.console_socket.is_none() {
-        log::debug!("terminal without console socket: the caller relays the pty");
-    }
     let dir = StateDir::create(&opts.root, &opts.id)?;
     let linux = config.spec.linux().as_ref();
     let cg_path = Cgroup::path_for(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id);
