@@ -102,11 +102,11 @@ fn main() {
     let medians: Vec<Option<f64>> = samples.iter_mut().map(|s| median(s)).collect();
     for (k, (name, _)) in runtimes.iter().enumerate() {
         match (&failed[k], medians[k]) {
-            (Some(err), _) => println!("  {name:6} failed: {err}"),
+            (Some(err), _) => println!("  {name:13} failed: {err}"),
             (None, Some(m)) => {
                 let s = &samples[k];
                 let p = |q: f64| s[((s.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
-                println!("  {name:6} {m:7.2} ms  ({:.2}..{:.2})", p(0.1), p(0.9));
+                println!("  {name:13} {m:7.2} ms  ({:.2}..{:.2})", p(0.1), p(0.9));
             }
             _ => {}
         }
