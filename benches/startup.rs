@@ -41,7 +41,10 @@ fn main() {
         "hutch-sandbox",
         Box::new(move |root: &Path, _id: &str| {
             let mut c = Command::new(hutch);
-            c.arg("--root").arg(root).args(["sandbox", "run", "--rootfs"]).arg(bundle_of(root).join("rootfs"));
+            c.arg("--root")
+                .arg(root)
+                .args(["sandbox", "run", "--rootfs"])
+                .arg(bundle_of(root).join("rootfs"));
             c.args(["--result", "/dev/null", "--", "/bin/true"]);
             c
         }),
@@ -51,7 +54,9 @@ fn main() {
             "bwrap",
             Box::new(move |root: &Path, _id: &str| {
                 let mut c = Command::new("bwrap");
-                c.args(["--unshare-all", "--die-with-parent", "--ro-bind"]).arg(bundle_of(root).join("rootfs")).arg("/");
+                c.args(["--unshare-all", "--die-with-parent", "--ro-bind"])
+                    .arg(bundle_of(root).join("rootfs"))
+                    .arg("/");
                 c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"]);
                 c
             }),

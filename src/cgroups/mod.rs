@@ -125,7 +125,10 @@ impl Cgroup {
                 format!("cgroup {path} is in use by other processes"),
             ));
         }
+        // A delete of another container may remove the shared, empty `hutch` parent between
+        // the mkdirs of parent and child (see remove_empty_parent): one retry covers it.
         let cg = cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path)
+            .or_else(|_| cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path))
             .map_err(|e| Error::Cgroup { path: path.to_string(), message: format!("create: {e}") })?;
         let mut this = Cgroup { path: path.to_string(), cg, unified: None };
         if let Some(res) = resources {
@@ -356,6 +359,16 @@ impl Cgroup {
         self.cg.v2()
     }
 
+    /// The default parent (`hutch`) is hutch's own: once its last container is gone it goes too,
+    /// in every hierarchy. rmdir refuses while another container's cgroup is in it.
+    fn remove_empty_parent(&self) {
+        let Some(("hutch", _)) = self.path.split_once('/') else { return };
+        let _ = std::fs::remove_dir("/sys/fs/cgroup/hutch");
+        for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(entry.path().join("hutch"));
+        }
+    }
+
     /// Kills every member, waits until the cgroup is empty, and removes it.
     pub fn destroy(&self, timeout: Duration) -> Result<()> {
         let hybrid_part = self.unified.as_ref().filter(|_| !is_unified());
@@ -368,6 +381,7 @@ impl Cgroup {
                 && (!self.cg.exists() || self.cg.delete().is_ok())
                 && hybrid_part.is_none_or(|u| u.remove().is_ok())
             {
+                self.remove_empty_parent();
                 return Ok(());
             }
             if Instant::now() > deadline {
