@@ -55,11 +55,12 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The probe, compiled once per test run.
+/// The probe, compiled once per test run, into cargo's scratch directory for tests (a build
+/// product under target/, not a file left in the host's /tmp).
 fn probe() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("hutch-escape-probe-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("escape-probe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("probe.c"), PROBE).unwrap();
         let out = std::process::Command::new("gcc")

@@ -5,6 +5,7 @@
 //! Works on v1, hybrid (v1 controllers plus a cgroup2 mount; the v1 controllers are used) and
 //! pure v2 hosts, whichever `cgroups-rs` detects.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,24 @@ use crate::error::{Error, Result};
 pub mod devices;
 pub mod unified;
 use unified::Unified;
+
+/// What a new process needs to join a cgroup by itself (see `Cgroup::join_plan`).
+pub struct JoinPlan {
+    /// v1 hierarchies' `tasks` files, each written "0" by the joining process.
+    pub v1_tasks: Vec<std::path::PathBuf>,
+    /// A cgroup2 directory for clone3(CLONE_INTO_CGROUP).
+    pub v2_dir: Option<OwnedFd>,
+}
+
+impl JoinPlan {
+    /// Run in the new, single-threaded process: moves it into each v1 hierarchy's cgroup.
+    pub fn join_v1(&self) -> std::result::Result<(), String> {
+        for tasks in &self.v1_tasks {
+            std::fs::write(tasks, "0").map_err(|e| format!("join cgroup: write {}: {e}", tasks.display()))?;
+        }
+        Ok(())
+    }
+}
 
 pub fn is_unified() -> bool {
     hierarchies::is_cgroup2_unified_mode()
@@ -278,6 +297,32 @@ impl Cgroup {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// How a new process joins this cgroup without the host moving it there.
+    ///
+    /// Moving a process by writing its pid to cgroup.procs takes the kernel's global
+    /// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period: about 10 ms
+    /// on these machines, most of a container's start-up. Two ways in skip that lock: a
+    /// single-threaded process writing "0" to a v1 hierarchy's `tasks` file (it moves only
+    /// itself), and clone3(CLONE_INTO_CGROUP), which creates the process inside a cgroup2
+    /// directory. The intermediate stage is born with the latter and does the former.
+    pub fn join_plan(&self) -> Result<JoinPlan> {
+        let open_dir = |dir: &Path| {
+            std::fs::File::open(dir)
+                .map(OwnedFd::from)
+                .map_err(|e| self.err(format!("open {}: {e}", dir.display())))
+        };
+        if self.cg.v2() {
+            let dir = hierarchies::auto().root().join(&self.path);
+            return Ok(JoinPlan { v1_tasks: Vec::new(), v2_dir: Some(open_dir(&dir)?) });
+        }
+        let v1_tasks = self.cg.subsystems().iter().map(|s| s.to_controller().path().join("tasks")).collect();
+        let v2_dir = match &self.unified {
+            Some(u) => Some(open_dir(&u.dir)?),
+            None => None,
+        };
+        Ok(JoinPlan { v1_tasks, v2_dir })
     }
 
     pub fn add(&mut self, pid: Pid) -> Result<()> {

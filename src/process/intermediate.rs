@@ -43,6 +43,8 @@ fn steps(
         }
     };
     let ask = |msg: IntermediateMsg| tx.send(&msg).map_err(|e| format!("send {msg:?}: {e}"));
+    // First of all, into the container's cgroup, so that init and its children are born there.
+    ctx.cgroup.join_v1()?;
     expect(MainMsg::Go)?;
 
     namespaces::join_all(&ctx.joins).map_err(|e| format!("linux.namespaces: join: {e}"))?;
@@ -63,31 +65,8 @@ fn steps(
 
 /// clone3(CLONE_PARENT): init becomes a child of main, not of this short-lived stage.
 fn clone_parent() -> std::io::Result<libc::pid_t> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    let args = CloneArgs { flags: libc::CLONE_PARENT as u64, ..Default::default() };
-    // SAFETY: a fork-like clone3 (no shared memory, no new stack); this process is
-    // single-threaded, so the child's copy of it is consistent.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(rc as libc::pid_t)
+    // SAFETY: this process is single-threaded, so the child's copy of it is consistent.
+    unsafe { super::clone::clone3(libc::CLONE_PARENT as u64, None) }
 }
 
 /// For a new container: the user namespace first (main writes its id maps), then the others

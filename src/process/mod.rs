@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! main (hutch create)                intermediate                       init (pid 1)
-//!   fork ─────────────────────────▶  waits for Go
-//!   joins it to the cgroup, Go ───▶  setns(joined namespaces)
+//!   clone3 (into a v2 cgroup) ────▶  joins v1 cgroups itself
+//!   Go ───────────────────────────▶  setns(joined namespaces)
 //!   ◀────────────── NeedIdMaps ─────  unshare(user)
 //!   writes uid_map/gid_map            (from outside the new namespace)
 //!   IdMapsWritten ────────────────▶  unshare(mnt, uts, ipc, net, cgroup, pid, time)
@@ -20,6 +20,7 @@
 //! CLONE_PARENT makes init main's child, so a foreground `run` can wait for it. A failure in
 //! any stage comes back as `Failed { stage, message }`, and main kills whatever it started.
 
+mod clone;
 pub mod init;
 pub mod intermediate;
 pub mod message;

@@ -1,12 +1,13 @@
 //! The main stage: forks the intermediate, answers its requests from outside the new
 //! namespaces, and waits for init to be ready.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
+use super::clone::clone3;
 use super::intermediate;
 use super::message::{InitMsg, IntermediateMsg, MainMsg, StageFailure};
 use crate::cgroups::Cgroup;
@@ -32,7 +33,7 @@ pub struct SpawnRequest<'a> {
     /// The OCI state hooks receive (without the pid, which is filled in), when the config has
     /// hooks to run during create.
     pub hook_state: Option<serde_json::Value>,
-    pub cgroup: &'a mut Cgroup,
+    pub cgroup: &'a Cgroup,
     /// Descriptors 3..3+N stay open in the container.
     pub preserve_fds: i32,
     /// The compiled `linux.seccomp`, loaded by init.
@@ -66,6 +67,8 @@ pub(crate) struct ChildContext<'a> {
     pub from_main: Receiver<MainMsg>,
     pub seccomp: Option<crate::seccomp::Compiled>,
     pub stdio: Option<Stdio>,
+    /// The cgroup the intermediate joins itself.
+    pub cgroup: crate::cgroups::JoinPlan,
 }
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
@@ -82,6 +85,8 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let (mid_tx, from_mid) = channel::<IntermediateMsg>().map_err(sys("socketpair"))?;
     let (init_tx, from_init) = channel::<InitMsg>().map_err(sys("socketpair"))?;
     let (to_init, init_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
+    let mut cgroup = req.cgroup.join_plan()?;
+    let v2_cgroup = cgroup.v2_dir.take();
     let ctx = ChildContext {
         config: req.config,
         joins,
@@ -90,19 +95,21 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         from_main: init_rx,
         seccomp: req.seccomp,
         stdio: req.stdio,
+        cgroup,
     };
-    // SAFETY: the child only runs the intermediate stage and exits; it never returns here.
-    let mid = match unsafe { fork() }.map_err(sys("fork"))? {
-        ForkResult::Child => {
+    // SAFETY: hutch is single-threaded here; the child only runs the intermediate stage and
+    // exits, it never returns here.
+    let mid = match unsafe { clone3(0, v2_cgroup.as_ref().map(|fd| fd.as_fd())) } {
+        Err(e) => return Err(Error::Io { context: "clone the intermediate stage".into(), source: e }),
+        Ok(0) => {
             drop((to_mid, from_mid, from_init, to_init));
             intermediate::run(ctx, mid_rx, mid_tx, init_tx)
         }
-        ForkResult::Parent { child } => child,
+        Ok(child) => Pid::from_raw(child),
     };
     drop((mid_rx, mid_tx, init_tx, ctx));
     let mut guard = Reaper { pids: vec![mid] };
 
-    req.cgroup.add(mid)?;
     send(&to_mid, MainMsg::Go)?;
     let init = loop {
         match from_mid.recv() {

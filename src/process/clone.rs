@@ -1,0 +1,49 @@
+//! clone3(2) used like fork(2), with the flags fork cannot pass.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// 0x200000000 (libc declares it as a 32-bit int, which it does not fit).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks with `flags` (e.g. CLONE_PARENT, namespaces), born inside the cgroup2 directory
+/// `cgroup` when given. Returns 0 in the child and the child's pid in the parent.
+///
+/// # Safety
+/// As fork: the caller must be single-threaded, or the child may only do what is safe after
+/// forking a multi-threaded process.
+pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> std::io::Result<libc::pid_t> {
+    let mut args = CloneArgs { flags, ..Default::default() };
+    // With CLONE_PARENT the kernel gives the child the caller's own exit signal.
+    if flags & libc::CLONE_PARENT as u64 == 0 {
+        args.exit_signal = libc::SIGCHLD as u64;
+    }
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: a fork-like clone3 (no shared memory, no new stack); the caller vouches for the
+    // rest.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc as libc::pid_t)
+}
