@@ -19,7 +19,7 @@ use serde::Serialize;
 
 /// Large enough for any message the stages exchange; a longer one is an error, not a truncation.
 const MAX_MESSAGE: usize = 64 * 1024;
-const MAX_FDS: usize = 4;
+const MAX_FDS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {

@@ -80,6 +80,29 @@ pub fn create_with_stdio(
     config: &Config,
     stdio: Option<process::Stdio>,
 ) -> Result<Created> {
+    let no_pivot = opts.no_pivot;
+    create_job(opts, config, stdio, |start_listener| Job::Create { start_listener, no_pivot })
+}
+
+/// A warm sandbox's container: built as by create, with an init that serves runs over these
+/// channels instead of waiting for start (see `crate::sandbox::zygote`).
+pub fn create_zygote(
+    opts: &CreateOptions,
+    config: &Config,
+    stdio: process::Stdio,
+    requests: crate::channel::Receiver<crate::sandbox::zygote::Request>,
+    replies: crate::channel::Sender<crate::sandbox::zygote::Reply>,
+) -> Result<Created> {
+    let no_pivot = opts.no_pivot;
+    create_job(opts, config, Some(stdio), |_| Job::Zygote { no_pivot, requests, replies })
+}
+
+fn create_job(
+    opts: &CreateOptions,
+    config: &Config,
+    stdio: Option<process::Stdio>,
+    job: impl FnOnce(OwnedFd) -> Job,
+) -> Result<Created> {
     let dir = StateDir::create(&opts.root, &opts.id)?;
     let linux = config.spec.linux().as_ref();
     let cg_path = Cgroup::path_for(linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id);
@@ -122,7 +145,7 @@ pub fn create_with_stdio(
         seccomp,
         stdio,
         hook_state: hooks.is_some().then(|| oci_state_json(&state, Status::Creating)),
-        job: Job::Create { start_listener: OwnedFd::from(listener), no_pivot: opts.no_pivot },
+        job: job(OwnedFd::from(listener)),
         cgroup,
         preserve_fds: opts.preserve_fds,
     }) {

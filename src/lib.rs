@@ -14,6 +14,7 @@ pub mod foreground;
 pub mod hooks;
 pub mod landlock_policy;
 pub mod namespaces;
+pub mod network;
 pub mod oom;
 pub mod process;
 pub mod rlimits;

@@ -19,6 +19,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, 
 use crate::error::{Error, Result};
 
 pub mod devices;
+pub mod meter;
 pub mod unified;
 use unified::Unified;
 
@@ -273,6 +274,14 @@ impl Cgroup {
     }
 
     /// The directory of a v1 controller's hierarchy for this cgroup.
+    /// The directory holding `controller`'s files: its v1 hierarchy's, or the cgroup2 one.
+    pub fn controller_dir(&self, controller: &str) -> Option<std::path::PathBuf> {
+        if self.cg.v2() {
+            return Some(hierarchies::auto().root().join(&self.path));
+        }
+        self.v1_dir(controller)
+    }
+
     fn v1_dir(&self, controller: &str) -> Option<std::path::PathBuf> {
         self.cg
             .subsystems()

@@ -28,7 +28,25 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// As fork: the caller must be single-threaded, or the child may only do what is safe after
 /// forking a multi-threaded process.
 pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> std::io::Result<libc::pid_t> {
+    // SAFETY: passed on to the caller.
+    unsafe { clone3_pidfd(flags, cgroup, None) }
+}
+
+/// As `clone3`; with `pidfd`, the parent also gets a pidfd of the child there (CLONE_PIDFD).
+///
+/// # Safety
+/// As `clone3`.
+pub unsafe fn clone3_pidfd(
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+    pidfd: Option<&mut Option<std::os::fd::OwnedFd>>,
+) -> std::io::Result<libc::pid_t> {
     let mut args = CloneArgs { flags, ..Default::default() };
+    let mut raw_pidfd: libc::c_int = -1;
+    if pidfd.is_some() {
+        args.flags |= libc::CLONE_PIDFD as u64;
+        args.pidfd = &mut raw_pidfd as *mut libc::c_int as u64;
+    }
     // With CLONE_PARENT the kernel gives the child the caller's own exit signal.
     if flags & libc::CLONE_PARENT as u64 == 0 {
         args.exit_signal = libc::SIGCHLD as u64;
@@ -44,6 +62,10 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> std::io::Res
     };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    if let (Some(out), true) = (pidfd, rc > 0) {
+        // SAFETY: the kernel filled in a new descriptor that nothing else owns.
+        *out = Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw_pidfd) });
     }
     Ok(rc as libc::pid_t)
 }

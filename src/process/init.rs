@@ -55,9 +55,23 @@ pub(crate) fn run(
     seccomp: Option<Compiled>,
     preserve_fds: i32,
 ) -> ! {
+    if let Job::Zygote { no_pivot, requests, replies } = job {
+        // A warm sandbox: the container is built as for create, then this process serves runs.
+        let built = isolate_self(true).and_then(|()| build(config, no_pivot, &tx, &from_main));
+        if let Err(message) = built {
+            let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
+            exit(1)
+        }
+        if tx.send(&InitMsg::Ready).is_err() {
+            exit(1)
+        }
+        drop(tx);
+        crate::sandbox::zygote::serve(config, seccomp, requests, replies)
+    }
     let (process, create) = match &job {
         Job::Create { no_pivot, .. } => (config.process(), Some(*no_pivot)),
         Job::Exec { process, .. } => (&**process, None),
+        Job::Zygote { .. } => unreachable!("handled above"),
     };
     // With no_new_privs the filter goes in as late as possible (fewest syscalls it must allow);
     // without, it must go in while CAP_SYS_ADMIN is still held (step 11).
@@ -81,7 +95,7 @@ pub(crate) fn run(
             exit(1)
         }
         if let Some(c) = seccomp.as_ref().filter(|_| late) {
-            if let Err(e) = load_seccomp(c, &tx) {
+            if let Err(e) = load_seccomp(c, Some(&tx)) {
                 let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
                 exit(1)
             }
@@ -122,6 +136,20 @@ pub(crate) fn run(
     exit(127)
 }
 
+/// The end of a warm sandbox run's setup, in the run's own first process: Landlock, a late
+/// seccomp filter, execve. Returns only on failure, with the error.
+pub(crate) fn launch(config: &Config, prog: &exec::Program, seccomp: Option<&Compiled>) -> String {
+    if let Err(e) = apply_landlock(config) {
+        return e;
+    }
+    if let Some(c) = seccomp {
+        if let Err(e) = load_seccomp(c, None) {
+            return e;
+        }
+    }
+    format!("exec {}: {}", prog.path.display(), exec::execve(prog))
+}
+
 /// Makes the given descriptors this process's stdin, stdout and stderr (before anything else).
 pub(crate) fn use_stdio(stdio: &super::spawn::Stdio) {
     use std::os::fd::AsRawFd;
@@ -150,48 +178,88 @@ fn steps(
     preserve_fds: i32,
 ) -> Result<(exec::Program, Option<String>), String> {
     let terminal = process.terminal() == Some(true);
-    // 1, 2
+    isolate_self(create.is_some() || terminal)?;
+    let hook_state = match create {
+        Some(no_pivot) => build(config, no_pivot, tx, from_main)?,
+        None => None,
+    };
+    if terminal && create.is_none() {
+        send_console(process, tx)?;
+    }
+    let prog = prepare_process(process, seccomp, Some(tx), preserve_fds)?;
+    Ok((prog, hook_state))
+}
+
+/// Steps 1 and 2.
+pub(crate) fn isolate_self(new_session: bool) -> Result<(), String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("set parent death signal: {e}"))?;
     // Until execve, this process is hutch's binary, and for exec it already sits in the
     // container's pid namespace: non-dumpable, its /proc/<pid>/exe cannot be opened from there
     // (CVE-2019-5736). execve of the container's program makes it dumpable again.
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
-    if create.is_some() || terminal {
+    if new_session {
         setsid().map_err(|e| format!("setsid: {e}"))?;
     }
+    Ok(())
+}
 
+/// Steps 3 to 8: the container's filesystem, terminal, names and protected paths. Returns the
+/// state startContainer hooks will get, when there are hooks.
+fn build(
+    config: &Config,
+    no_pivot: bool,
+    tx: &Sender<InitMsg>,
+    from_main: &Receiver<MainMsg>,
+) -> Result<Option<String>, String> {
     // 3, 4
-    let mut hook_state = None;
-    if let Some(no_pivot) = create {
-        rootfs::prepare(config, config.new_namespace(LinuxNamespaceType::Cgroup))?;
-        hook_state = create_hooks(config, tx, from_main)?;
-        rootfs::enter(&config.rootfs, no_pivot).map_err(|e| format!("root.path: {e}"))?;
-    }
-
+    rootfs::prepare(config, config.new_namespace(LinuxNamespaceType::Cgroup))?;
+    let hook_state = create_hooks(config, tx, from_main)?;
+    rootfs::enter(&config.rootfs, no_pivot).map_err(|e| format!("root.path: {e}"))?;
     // 5
-    if terminal {
-        let master =
-            terminal::setup_pty(process.console_size()).map_err(|e| format!("process.terminal: {e}"))?;
-        tx.send_with_fds(&InitMsg::Console, &[master.as_fd()])
-            .map_err(|e| format!("process.terminal: send console: {e}"))?;
+    if config.process().terminal() == Some(true) {
+        send_console(config.process(), tx)?;
     }
-
-    if create.is_some() {
-        // 6
-        if let Some(h) = config.spec.hostname() {
-            sethostname(h).map_err(|e| format!("hostname: {e}"))?;
-        }
-        if let Some(d) = config.spec.domainname() {
-            set_domainname(d).map_err(|e| format!("domainname: {e}"))?;
-        }
-        // 7, 8
-        for (key, value) in config.spec.linux().iter().flat_map(|l| l.sysctl().iter().flatten()) {
-            let path = format!("/proc/sys/{}", key.replace('.', "/"));
-            std::fs::write(&path, value).map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
-        }
-        rootfs::finish(config)?;
+    // 6
+    set_names(config)?;
+    if config.new_namespace(LinuxNamespaceType::Network) && crate::network::wants_loopback(&config.spec) {
+        crate::network::loopback_up()?;
     }
+    // 7, 8
+    for (key, value) in config.spec.linux().iter().flat_map(|l| l.sysctl().iter().flatten()) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
+    }
+    rootfs::finish(config)?;
+    Ok(hook_state)
+}
 
+/// Step 5: the pty comes from the container's own devpts; its master goes to main.
+fn send_console(process: &oci_spec::runtime::Process, tx: &Sender<InitMsg>) -> Result<(), String> {
+    let master =
+        terminal::setup_pty(process.console_size()).map_err(|e| format!("process.terminal: {e}"))?;
+    tx.send_with_fds(&InitMsg::Console, &[master.as_fd()])
+        .map_err(|e| format!("process.terminal: send console: {e}"))
+}
+
+/// Step 6: hostname and domainname.
+pub(crate) fn set_names(config: &Config) -> Result<(), String> {
+    if let Some(h) = config.spec.hostname() {
+        sethostname(h).map_err(|e| format!("hostname: {e}"))?;
+    }
+    if let Some(d) = config.spec.domainname() {
+        set_domainname(d).map_err(|e| format!("domainname: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Steps 9 to 14: the process's limits, privileges, user, directory and program. An early
+/// seccomp filter's NOTIFY listener goes to main over `tx`.
+pub(crate) fn prepare_process(
+    process: &oci_spec::runtime::Process,
+    seccomp: Option<&Compiled>,
+    tx: Option<&Sender<InitMsg>>,
+    preserve_fds: i32,
+) -> Result<exec::Program, String> {
     // 9
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
@@ -227,7 +295,7 @@ fn steps(
     close_on_exec_from(3 + preserve_fds)?;
     reset_signals();
     nix::sys::prctl::set_pdeathsig(None).map_err(|e| format!("clear parent death signal: {e}"))?;
-    Ok((prog, hook_state))
+    Ok(prog)
 }
 
 /// The last step before execve (and before a late seccomp filter, which could refuse the
@@ -240,12 +308,13 @@ fn apply_landlock(config: &Config) -> Result<(), String> {
 }
 
 /// Loads the filter; a NOTIFY listener goes to main, which hands it to the agent.
-fn load_seccomp(c: &Compiled, tx: &Sender<InitMsg>) -> Result<(), String> {
-    match crate::seccomp::load(c).map_err(|e| format!("linux.seccomp: load the filter: {e}"))? {
-        Some(listener) => tx
+fn load_seccomp(c: &Compiled, tx: Option<&Sender<InitMsg>>) -> Result<(), String> {
+    match (crate::seccomp::load(c).map_err(|e| format!("linux.seccomp: load the filter: {e}"))?, tx) {
+        (Some(listener), Some(tx)) => tx
             .send_with_fds(&InitMsg::SeccompListener, &[listener.as_fd()])
             .map_err(|e| format!("linux.seccomp: hand over the listener: {e}")),
-        None => Ok(()),
+        (Some(_), None) => Err("linux.seccomp: a NOTIFY action has no agent here".into()),
+        (None, _) => Ok(()),
     }
 }
 

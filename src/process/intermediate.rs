@@ -48,7 +48,7 @@ fn steps(
     expect(MainMsg::Go)?;
 
     namespaces::join_all(&ctx.joins).map_err(|e| format!("linux.namespaces: join: {e}"))?;
-    if matches!(ctx.job, Job::Create { .. }) {
+    if matches!(ctx.job, Job::Create { .. } | Job::Zygote { .. }) {
         create_namespaces(ctx.config, &ask, &expect)?;
     }
 

@@ -20,7 +20,7 @@
 //! CLONE_PARENT makes init main's child, so a foreground `run` can wait for it. A failure in
 //! any stage comes back as `Failed { stage, message }`, and main kills whatever it started.
 
-mod clone;
+pub mod clone;
 pub mod init;
 pub mod intermediate;
 pub mod message;

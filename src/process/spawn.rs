@@ -25,6 +25,13 @@ pub enum Job {
     /// One more process in the running container whose init is `target`: it joins all of that
     /// container's namespaces and runs `process` at once.
     Exec { target: Pid, process: Box<oci_spec::runtime::Process> },
+    /// A warm sandbox: the container is built as for `Create`, and then its init, instead of
+    /// running a program, serves runs (see `crate::sandbox::zygote`).
+    Zygote {
+        no_pivot: bool,
+        requests: Receiver<crate::sandbox::zygote::Request>,
+        replies: Sender<crate::sandbox::zygote::Reply>,
+    },
 }
 
 pub struct SpawnRequest<'a> {
@@ -73,7 +80,7 @@ pub(crate) struct ChildContext<'a> {
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let joins = match &req.job {
-        Job::Create { .. } => open_joins(req.config)?,
+        Job::Create { .. } | Job::Zygote { .. } => open_joins(req.config)?,
         Job::Exec { target, .. } => container_joins(req.config, *target)?,
     };
     let exec = matches!(req.job, Job::Exec { .. });

@@ -114,9 +114,41 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<(), String> {
 
 /// Step 7, inside the container: readonlyPaths, maskedPaths, then `root.readonly`.
 pub fn finish(config: &Config) -> Result<(), String> {
+    protect_paths(config, |_| true)?;
+    if config.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())
+            .map_err(|e| format!("root.readonly: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Mounts a warm sandbox's zygote leaves to each run (see `crate::sandbox::zygote`): those
+/// that must be the run's own, because they show its pid or IPC namespace or hold what it writes.
+/// /dev itself is shared (read-only) and keeps its device nodes.
+pub fn is_per_run(m: &oci_spec::runtime::Mount) -> bool {
+    matches!(m.typ().as_deref(), Some("proc" | "devpts" | "mqueue" | "tmpfs")) && m.destination() != Path::new("/dev")
+}
+
+/// A warm sandbox run, in its own copy of the zygote's finished tree: fresh instances of the
+/// per-run mounts, then the masked and read-only paths that lie in them.
+pub fn refresh(config: &Config) -> Result<(), String> {
+    let root = open_dir(Path::new("/")).map_err(|e| format!("open /: {e}"))?;
+    let fresh: Vec<_> = config.spec.mounts().iter().flatten().filter(|m| is_per_run(m)).collect();
+    for m in &fresh {
+        mounts::mount_one(root.as_fd(), &config.bundle, m, false)
+            .map_err(|e| format!("mounts ({}): {e}", m.destination().display()))?;
+    }
+    protect_paths(config, |p| fresh.iter().any(|m| Path::new(p).starts_with(m.destination())))
+}
+
+/// readonlyPaths, then maskedPaths, those of them `which` selects.
+fn protect_paths(config: &Config, which: impl Fn(&str) -> bool) -> Result<(), String> {
     let root = open_dir(Path::new("/")).map_err(|e| format!("open /: {e}"))?;
     let linux = config.spec.linux().as_ref();
     for (i, p) in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten().enumerate() {
+        if !which(p) {
+            continue;
+        }
         let Some(fd) = existing(&root, p).map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): {e}"))? else {
             continue;
         };
@@ -129,6 +161,9 @@ pub fn finish(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): {e}"))?;
     }
     for (i, p) in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten().enumerate() {
+        if !which(p) {
+            continue;
+        }
         let Some(fd) = existing(&root, p).map_err(|e| format!("linux.maskedPaths[{i}] ({p}): {e}"))? else {
             continue;
         };
@@ -142,10 +177,6 @@ pub fn finish(config: &Config) -> Result<(), String> {
             mount(Some("/dev/null"), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         };
         r.map_err(|e| format!("linux.maskedPaths[{i}] ({p}): {e}"))?;
-    }
-    if config.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())
-            .map_err(|e| format!("root.readonly: {e}"))?;
     }
     Ok(())
 }

@@ -8,7 +8,10 @@
 //! end of the run (exit, timeout, output cap) kills the container's whole cgroup: daemons in new
 //! sessions go too.
 
+pub mod capture;
 pub mod profile;
+pub mod serve;
+pub mod zygote;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -20,10 +23,13 @@ use nix::unistd::Pid;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::cgroups::meter::{Meter, Usage};
 use crate::config::Config;
 use crate::container::{self, Container, CreateOptions};
 use crate::error::{Error, Result};
 use crate::process::Stdio;
+pub use capture::Captured;
+use capture::Stream;
 use profile::{Network, OnOutputLimit, Profile};
 
 /// One run, as the flags and the profile ask.
@@ -60,15 +66,6 @@ pub enum Status {
     SetupError,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Captured {
-    /// The captured bytes as text (invalid UTF-8 replaced).
-    pub data: String,
-    /// Bytes the program wrote in all.
-    pub bytes: u64,
-    pub truncated: bool,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct SetupError {
     pub stage: String,
@@ -93,10 +90,16 @@ pub struct Outcome {
 
 impl Outcome {
     fn setup_error(e: &Error) -> Outcome {
+        Outcome::setup_error_in("runtime", e)
+    }
+
+    /// A run that never started; `stage` names where, unless the error itself says.
+    pub fn setup_error_in(default_stage: &str, e: &Error) -> Outcome {
         let (stage, cause) = match e {
             Error::Stage { stage, message } => (stage.clone(), message.clone()),
+            Error::Usage(message) => (default_stage.to_string(), message.clone()),
             Error::Config { field, message, .. } => ("config".to_string(), format!("{field}: {message}")),
-            other => ("runtime".to_string(), other.to_string()),
+            other => (default_stage.to_string(), other.to_string()),
         };
         Outcome {
             status: Status::SetupError,
@@ -206,7 +209,7 @@ pub fn run(req: &Request) -> Outcome {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::Sys { context: "pipe".into(), source: e })
 }
@@ -233,7 +236,7 @@ fn run_inner(req: &Request) -> Result<Outcome> {
     let mut c = created.container;
     let init = Pid::from_raw(c.state.pid);
     let cgroup = c.cgroup();
-    let mut oom = cgroup.memory_dir().and_then(|d| crate::oom::OomWatcher::new(d, cgroup.is_v2()).ok());
+    let mut meter = Meter::new(&cgroup);
     let pidfd = container::pidfd_open(init.as_raw())
         .map_err(|e| Error::Io { context: "pidfd_open".into(), source: e })?;
     let t0 = Instant::now();
@@ -296,93 +299,47 @@ fn run_inner(req: &Request) -> Result<Outcome> {
             }
         }
     }
-    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let stats = cgroup.stats().ok();
-    let ooms = oom.as_mut().map_or(0, |w| w.take());
+    let wall = t0.elapsed();
+    let usage = meter.read();
     let _ = Container::load(&req.root, &id_for_delete).and_then(|c| c.delete(true));
-
-    let (exit_code, signal) = match wait_status {
+    let exit = match wait_status {
         Some(WaitStatus::Exited(_, c)) => (Some(c), None),
         Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
         _ => (None, None),
     };
-    let status = ended_by.unwrap_or(if ooms > 0 {
+    let [out, err] = streams;
+    Ok(conclude(ended_by, exit, usage, wall, out, err))
+}
+
+/// The result of a run that started: how its first process ended (`exit`: code or signal),
+/// or what ended it first (`ended_by`), with its resource use and output.
+pub(crate) fn conclude(
+    ended_by: Option<Status>,
+    exit: (Option<i32>, Option<i32>),
+    usage: Usage,
+    wall: Duration,
+    out: Stream,
+    err: Stream,
+) -> Outcome {
+    let (exit_code, signal) = exit;
+    let status = ended_by.unwrap_or(if usage.oom_kills > 0 {
         Status::Oom
     } else if signal.is_some() {
         Status::Signaled
     } else {
         Status::Exited
     });
-    let (user, sys, peak) = stats.map_or((0, 0, 0), |s| {
-        let (u, k) = s.cpu.cpu_acct.as_ref().map_or((0, 0), |a| (a.user_usage, a.system_usage));
-        (u, k, s.memory.memory.as_ref().map_or(0, |m| m.max_usage))
-    });
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let [out, err] = streams;
-    Ok(Outcome {
+    Outcome {
         status,
         exit_code,
         signal,
-        wall_ms,
-        cpu_user_ms: user as f64 * 1e3 / hz,
-        cpu_sys_ms: sys as f64 * 1e3 / hz,
-        peak_memory_bytes: peak,
+        wall_ms: wall.as_secs_f64() * 1e3,
+        cpu_user_ms: usage.cpu_user_ns as f64 / 1e6,
+        cpu_sys_ms: usage.cpu_sys_ns as f64 / 1e6,
+        peak_memory_bytes: usage.peak_memory_bytes,
         stdout: out.captured(),
         stderr: err.captured(),
         setup_error: None,
-    })
-}
-
-/// One captured output stream: at most `cap` bytes are kept; the rest is read and dropped, so
-/// the program never blocks on a full pipe and hutch's memory stays bounded.
-struct Stream {
-    fd: OwnedFd,
-    cap: u64,
-    kept: Vec<u8>,
-    total: u64,
-    open: bool,
-    passthrough: Option<i32>,
-}
-
-impl Stream {
-    fn new(fd: OwnedFd, cap: u64, passthrough: Option<i32>) -> Stream {
-        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        Stream { fd, cap, kept: Vec::new(), total: 0, open: true, passthrough }
-    }
-
-    /// Reads what is there; true when this read crossed the cap.
-    fn read_some(&mut self) -> bool {
-        let mut buf = [0u8; 64 * 1024];
-        let was_under = self.total <= self.cap;
-        loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut buf) {
-                Ok(0) => {
-                    self.open = false;
-                    break;
-                }
-                Ok(n) => {
-                    let room = self.cap.saturating_sub(self.kept.len() as u64) as usize;
-                    let keep = &buf[..n.min(room)];
-                    self.kept.extend_from_slice(keep);
-                    if let Some(fd) = self.passthrough {
-                        // SAFETY: hutch's own stdout or stderr.
-                        let _ = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, keep);
-                    }
-                    self.total += n as u64;
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break, // EAGAIN: nothing more for now
-            }
-        }
-        was_under && self.total > self.cap
-    }
-
-    fn captured(self) -> Captured {
-        Captured {
-            data: String::from_utf8_lossy(&self.kept).into_owned(),
-            bytes: self.total,
-            truncated: self.total > self.cap,
-        }
     }
 }
+

@@ -9,10 +9,14 @@ use oci_spec::runtime::LinuxSeccomp;
 use super::{compile, Compiled, ProfileError};
 
 /// The cache key: the profile as JSON, with hutch's version (a new compiler, a new key).
+/// Bumped whenever `compile` produces different filters for the same profile.
+const COMPILER_FORMAT: u32 = 2;
+
 fn key(profile: &LinuxSeccomp) -> String {
     let json = serde_json::to_string(profile).expect("profile serializes");
     let mut h = std::collections::hash_map::DefaultHasher::new();
     env!("CARGO_PKG_VERSION").hash(&mut h);
+    COMPILER_FORMAT.hash(&mut h);
     json.hash(&mut h);
     // A second, differently seeded hash makes an accidental collision practically impossible.
     let mut h2 = std::collections::hash_map::DefaultHasher::new();

@@ -9,12 +9,43 @@ use hutch::sandbox::{self, Request};
 pub enum Command {
     /// Run one command in a sandbox and report how it ended (see docs/sandbox.md)
     Run(RunArgs),
+    /// Warm mode: build the sandbox once, then run requests (JSON lines on stdin and --socket)
+    /// each in a fresh process tree, answering each with a result line (see docs/sandbox.md)
+    Serve(ServeArgs),
     /// List the named profiles
     Profiles,
 }
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// A file for the program's stdin (default: empty)
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+    /// Write the result JSON to FILE, or "-" for stdout (the output is then only in the JSON)
+    #[arg(long, value_name = "FILE|-")]
+    pub result: Option<String>,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Runs at once (default: the number of CPUs); further requests wait their turn
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Also accept requests on this unix socket (then serve until SIGINT or SIGTERM)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// What the sandbox is, for `run` and `serve` alike.
+#[derive(clap::Args)]
+pub struct SandboxArgs {
     /// Profile: a name from the profiles directory ($HUTCH_PROFILES) or a JSON file
     #[arg(long, default_value = "default")]
     pub profile: String,
@@ -36,9 +67,6 @@ pub struct RunArgs {
     /// Bytes of stderr kept
     #[arg(long, value_parser = parse_bytes)]
     pub stderr_limit: Option<u64>,
-    /// A file for the program's stdin (default: empty)
-    #[arg(long, value_name = "FILE")]
-    pub stdin: Option<PathBuf>,
     /// Network: none (own namespace, down loopback) or host
     #[arg(long, value_enum)]
     pub net: Option<NetArg>,
@@ -48,12 +76,6 @@ pub struct RunArgs {
     /// Working directory
     #[arg(long)]
     pub cwd: Option<String>,
-    /// Write the result JSON to FILE, or "-" for stdout (the output is then only in the JSON)
-    #[arg(long, value_name = "FILE|-")]
-    pub result: Option<String>,
-    /// The command and its arguments
-    #[arg(last = true, required = true)]
-    pub command: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -79,20 +101,21 @@ pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
             Ok(0)
         }
         Command::Run(a) => run_one(a, root),
+        Command::Serve(a) => serve(a, root),
     }
 }
 
-fn run_one(a: RunArgs, root: &Path) -> hutch::Result<u8> {
+/// The request the flags describe, with the profile's values where a flag is absent.
+fn request(a: SandboxArgs, command: Vec<String>, root: &Path) -> hutch::Result<Request> {
     let (p, file) = profile::load(&a.profile)?;
     let limit = |v: &Option<String>| v.as_deref().and_then(|s| profile::parse_bytes(s).ok());
     let rootfs = a
         .rootfs
         .canonicalize()
         .map_err(|e| hutch::Error::Usage(format!("--rootfs {}: {e}", a.rootfs.display())))?;
-    let result_to_stdout = a.result.as_deref() == Some("-");
-    let req = Request {
+    Ok(Request {
         rootfs,
-        args: a.command,
+        args: command,
         env: a.env,
         cwd: a.cwd,
         timeout: a
@@ -103,17 +126,24 @@ fn run_one(a: RunArgs, root: &Path) -> hutch::Result<u8> {
         stdout_limit: a.stdout_limit.or_else(|| limit(&p.limits.stdout)).unwrap_or(1 << 20),
         stderr_limit: a.stderr_limit.or_else(|| limit(&p.limits.stderr)).unwrap_or(1 << 20),
         on_output_limit: p.limits.on_output_limit,
-        stdin: a.stdin,
+        stdin: None,
         network: match a.net {
             Some(NetArg::None) => Network::None,
             Some(NetArg::Host) => Network::Host,
             None => p.network,
         },
         root: root.join("sandbox"),
-        passthrough: !result_to_stdout,
+        passthrough: false,
         profile_file: file,
         profile: p,
-    };
+    })
+}
+
+fn run_one(a: RunArgs, root: &Path) -> hutch::Result<u8> {
+    let result_to_stdout = a.result.as_deref() == Some("-");
+    let mut req = request(a.sandbox, a.command, root)?;
+    req.stdin = a.stdin;
+    req.passthrough = !result_to_stdout;
     let outcome = sandbox::run(&req);
     let json = serde_json::to_string_pretty(&outcome).expect("outcome serializes");
     match a.result.as_deref() {
@@ -127,4 +157,11 @@ fn run_one(a: RunArgs, root: &Path) -> hutch::Result<u8> {
         }
     }
     Ok(outcome.exit_code().clamp(0, 255) as u8)
+}
+
+fn serve(a: ServeArgs, root: &Path) -> hutch::Result<u8> {
+    let base = request(a.sandbox, vec!["true".into()], root)?;
+    let concurrency = a.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    sandbox::serve::serve(&sandbox::serve::Options { base, concurrency, socket: a.socket })?;
+    Ok(0)
 }
