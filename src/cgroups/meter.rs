@@ -97,9 +97,7 @@ fn read_all(f: &mut File) -> String {
 
 /// The number after `key ` in a "key value" per line file.
 fn field(text: &str, key: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0)
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -235,8 +235,7 @@ fn build(
 
 /// Step 5: the pty comes from the container's own devpts; its master goes to main.
 fn send_console(process: &oci_spec::runtime::Process, tx: &Sender<InitMsg>) -> Result<(), String> {
-    let master =
-        terminal::setup_pty(process.console_size()).map_err(|e| format!("process.terminal: {e}"))?;
+    let master = terminal::setup_pty(process.console_size()).map_err(|e| format!("process.terminal: {e}"))?;
     tx.send_with_fds(&InitMsg::Console, &[master.as_fd()])
         .map_err(|e| format!("process.terminal: send console: {e}"))
 }

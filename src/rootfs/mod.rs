@@ -126,7 +126,8 @@ pub fn finish(config: &Config) -> Result<(), String> {
 /// that must be the run's own, because they show its pid or IPC namespace or hold what it writes.
 /// /dev itself is shared (read-only) and keeps its device nodes.
 pub fn is_per_run(m: &oci_spec::runtime::Mount) -> bool {
-    matches!(m.typ().as_deref(), Some("proc" | "devpts" | "mqueue" | "tmpfs")) && m.destination() != Path::new("/dev")
+    matches!(m.typ().as_deref(), Some("proc" | "devpts" | "mqueue" | "tmpfs"))
+        && m.destination() != Path::new("/dev")
 }
 
 /// A warm sandbox run, in its own copy of the zygote's finished tree: fresh instances of the

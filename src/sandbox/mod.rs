@@ -342,4 +342,3 @@ pub(crate) fn conclude(
         setup_error: None,
     }
 }
-

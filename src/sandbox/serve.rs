@@ -141,7 +141,8 @@ impl<'a> Server<'a> {
         mask.add(Signal::SIGINT);
         mask.add(Signal::SIGTERM);
         mask.thread_block().map_err(|e| Error::Sys { context: "block signals".into(), source: e })?;
-        let signals = SignalFd::new(&mask).map_err(|e| Error::Sys { context: "signalfd".into(), source: e })?;
+        let signals =
+            SignalFd::new(&mask).map_err(|e| Error::Sys { context: "signalfd".into(), source: e })?;
         let sys = |what: &'static str| move |e: nix::Error| Error::Sys { context: what.into(), source: e };
         let (to_zygote, requests) = channel::<zygote::Request>().map_err(sys("socketpair"))?;
         let (replies, from_zygote) = channel::<Reply>().map_err(sys("socketpair"))?;
@@ -177,10 +178,8 @@ impl<'a> Server<'a> {
         server.make_slots()?;
         if let Some(path) = &opts.socket {
             let _ = std::fs::remove_file(path);
-            let l = UnixListener::bind(path).map_err(|e| Error::Io {
-                context: format!("--socket {}", path.display()),
-                source: e,
-            })?;
+            let l = UnixListener::bind(path)
+                .map_err(|e| Error::Io { context: format!("--socket {}", path.display()), source: e })?;
             l.set_nonblocking(true).map_err(|e| Error::Io { context: "listener".into(), source: e })?;
             server.listener = Some(l);
         }
@@ -199,7 +198,8 @@ impl<'a> Server<'a> {
             linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),
         );
         for i in 0..self.opts.concurrency.max(1) {
-            let cgroup = Cgroup::create(&format!("hutch/{}-{i}", self.id), Some(&resources), &self.config.file)?;
+            let cgroup =
+                Cgroup::create(&format!("hutch/{}-{i}", self.id), Some(&resources), &self.config.file)?;
             let plan = cgroup.join_plan()?;
             let mut join = Vec::new();
             for tasks in &plan.v1_tasks {
@@ -287,8 +287,10 @@ impl<'a> Server<'a> {
             .filter_map(|r| r.deadline)
             .min();
         let timeout = match next_deadline {
-            Some(d) => PollTimeout::try_from(d.saturating_duration_since(now).as_millis().clamp(1, 60_000) as i32)
-                .unwrap_or(PollTimeout::NONE),
+            Some(d) => {
+                PollTimeout::try_from(d.saturating_duration_since(now).as_millis().clamp(1, 60_000) as i32)
+                    .unwrap_or(PollTimeout::NONE)
+            }
             None => PollTimeout::NONE,
         };
         match poll(&mut fds, timeout) {
@@ -310,7 +312,9 @@ impl<'a> Server<'a> {
                 Src::Zygote => self.from_zygote()?,
                 Src::Out(tag, i) => {
                     let Some(r) = self.running.get_mut(&tag) else { continue };
-                    if r.streams[i].read_some() && r.on_output_limit == OnOutputLimit::Kill && r.ended_by.is_none()
+                    if r.streams[i].read_some()
+                        && r.on_output_limit == OnOutputLimit::Kill
+                        && r.ended_by.is_none()
                     {
                         r.ended_by = Some(Status::OutputLimit);
                         kill(r);
@@ -321,7 +325,9 @@ impl<'a> Server<'a> {
                     let mut buf = [0u8; 4096];
                     match r.errors.as_ref().map(|fd| nix::unistd::read(fd.as_fd(), &mut buf)) {
                         Some(Ok(0)) | Some(Err(_)) | None => r.errors = None,
-                        Some(Ok(n)) => r.error_text.extend_from_slice(&buf[..n.min(65536 - r.error_text.len().min(65536))]),
+                        Some(Ok(n)) => r
+                            .error_text
+                            .extend_from_slice(&buf[..n.min(65536 - r.error_text.len().min(65536))]),
                     }
                 }
             }
@@ -417,7 +423,9 @@ impl<'a> Server<'a> {
         let base = &self.opts.base;
         let field = |name: &str, e: String| Error::Usage(format!("{name}: {e}"));
         let timeout = match &req.timeout {
-            Some(t) => Some(humantime::parse_duration(t).map_err(|e| field("timeout", format!("{t:?}: {e}")))?),
+            Some(t) => {
+                Some(humantime::parse_duration(t).map_err(|e| field("timeout", format!("{t:?}: {e}")))?)
+            }
             None => base.timeout,
         };
         let limit = |v: &Option<String>, name: &str, default: u64| match v {
@@ -518,7 +526,9 @@ impl<'a> Server<'a> {
             .running
             .iter()
             .filter(|(_, r)| {
-                r.exit.is_some() && r.errors.is_none() && (r.failed.is_some() || r.streams.iter().all(|s| !s.open))
+                r.exit.is_some()
+                    && r.errors.is_none()
+                    && (r.failed.is_some() || r.streams.iter().all(|s| !s.open))
             })
             .map(|(&t, _)| t)
             .collect();
@@ -531,8 +541,10 @@ impl<'a> Server<'a> {
                 Outcome::setup_error_in("zygote", &Error::Usage(message))
             } else if !r.error_text.is_empty() {
                 let mut o = Outcome::setup_error_in("init", &Error::Usage(String::new()));
-                o.setup_error =
-                    Some(SetupError { stage: "init".into(), cause: String::from_utf8_lossy(&r.error_text).into() });
+                o.setup_error = Some(SetupError {
+                    stage: "init".into(),
+                    cause: String::from_utf8_lossy(&r.error_text).into(),
+                });
                 o
             } else {
                 let [out, err] = r.streams;
@@ -586,7 +598,13 @@ fn kill(r: &Running) {
     if let Some(fd) = &r.pidfd {
         // SAFETY: pidfd_send_signal on a pidfd we own.
         unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<()>(), 0);
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<()>(),
+                0,
+            );
         }
     }
 }
@@ -595,7 +613,11 @@ fn parse_request(line: &[u8]) -> Result<RunRequest> {
     let mut de = serde_json::Deserializer::from_slice(line);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        Error::Usage(format!("request {}: {}", if path == "." { "line".into() } else { path }, e.into_inner()))
+        Error::Usage(format!(
+            "request {}: {}",
+            if path == "." { "line".into() } else { path },
+            e.into_inner()
+        ))
     })
 }
 

@@ -151,8 +151,12 @@ fn settle(config: &Config) -> Result<(), String> {
         .flatten()
         .any(|m| m.destination() == std::path::Path::new("/dev") && m.typ().as_deref() == Some("tmpfs"));
     if dev_is_tmpfs {
-        crate::rootfs::mounts::remount_bind(std::path::Path::new("/dev"), MsFlags::MS_RDONLY, MsFlags::empty())
-            .map_err(|e| format!("make /dev read-only: {e}"))?;
+        crate::rootfs::mounts::remount_bind(
+            std::path::Path::new("/dev"),
+            MsFlags::MS_RDONLY,
+            MsFlags::empty(),
+        )
+        .map_err(|e| format!("make /dev read-only: {e}"))?;
     }
     Ok(())
 }
@@ -167,7 +171,8 @@ fn slot_netns<'a>(
         let own = open_ns("/proc/thread-self/ns/net")?;
         nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("new network namespace: {e}"))?;
         let made = open_ns("/proc/thread-self/ns/net");
-        let up = if crate::network::wants_loopback(&config.spec) { crate::network::loopback_up() } else { Ok(()) };
+        let up =
+            if crate::network::wants_loopback(&config.spec) { crate::network::loopback_up() } else { Ok(()) };
         nix::sched::setns(&own, CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("back to the zygote's network namespace: {e}"))?;
         up?;
@@ -209,7 +214,10 @@ fn start(
     netns: Option<BorrowedFd<'_>>,
 ) -> Result<(Pid, OwnedFd), String> {
     let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
-    for (typ, flag) in [(LinuxNamespaceType::Uts, CloneFlags::CLONE_NEWUTS), (LinuxNamespaceType::Ipc, CloneFlags::CLONE_NEWIPC)] {
+    for (typ, flag) in [
+        (LinuxNamespaceType::Uts, CloneFlags::CLONE_NEWUTS),
+        (LinuxNamespaceType::Ipc, CloneFlags::CLONE_NEWIPC),
+    ] {
         if config.new_namespace(typ) {
             flags |= flag;
         }

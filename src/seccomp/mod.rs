@@ -271,7 +271,8 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Compiled, ProfileError> {
         // becomes ~200 instructions instead of ~1500: the kernel converts, JIT-compiles and
         // emulates (for its per-syscall cache) the filter at every container start.
         let mut rest = base.map;
-        let allowed: Vec<i64> = rest.iter().filter(|(_, rules)| rules.is_empty()).map(|(&nr, _)| nr).collect();
+        let allowed: Vec<i64> =
+            rest.iter().filter(|(_, rules)| rules.is_empty()).map(|(&nr, _)| nr).collect();
         let ranges = ranges_of(&allowed);
         let insns = if ranges.len() <= MAX_RANGES {
             rest.retain(|_, rules| !rules.is_empty());

@@ -161,7 +161,8 @@ fn run_one(a: RunArgs, root: &Path) -> hutch::Result<u8> {
 
 fn serve(a: ServeArgs, root: &Path) -> hutch::Result<u8> {
     let base = request(a.sandbox, vec!["true".into()], root)?;
-    let concurrency = a.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let concurrency =
+        a.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     sandbox::serve::serve(&sandbox::serve::Options { base, concurrency, socket: a.socket })?;
     Ok(0)
 }
