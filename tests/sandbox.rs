@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Instant;
 
 use common::Fixture;
@@ -240,4 +241,205 @@ fn profile_errors_name_the_file_and_field() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.json") && err.contains("limits.memory") && err.contains("lots"), "{err}");
+}
+
+/// `hutch sandbox run --result - ARGS -- CMD...`, the root chosen by ARGS.
+fn sandbox_raw(f: &Fixture, args: &[&str], cmd: &[&str]) -> (i32, Value) {
+    let mut all = vec!["sandbox", "run", "--result", "-"];
+    all.extend_from_slice(args);
+    if !cmd.is_empty() {
+        all.push("--");
+        all.extend_from_slice(cmd);
+    }
+    let out = f.hutch(&all);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn loopback_networking_serves_inside_and_reaches_nothing_of_the_host() {
+    let f = Fixture::new("");
+    // A listener on the host's loopback that the sandbox must not reach.
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port().to_string();
+    let script = format!(
+        "(echo hello | nc -l -p 8080 &); sleep 0.2; nc 127.0.0.1 8080 </dev/null; \
+         nc 127.0.0.1 {port} </dev/null && echo reached-host; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"
+    );
+    let (_, r) = sandbox(&f, &["--net", "loopback"], &["sh", "-c", &script]);
+    assert_eq!(r["stdout"]["data"], "hello\nlo\n", "{r}");
+    nothing_left(&f);
+}
+
+#[test]
+fn binds_and_a_read_only_host_view() {
+    let f = Fixture::new("");
+    let data = f.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("in.txt"), "from the host\n").unwrap();
+    let out = f.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // Writable for the sandbox's root, which is host uid 1000000 (the default profile).
+    std::os::unix::fs::chown(&out, Some(1_000_000), Some(1_000_000)).unwrap();
+    let ro = format!("{}:/data:ro", data.display());
+    let rw = format!("{}:/tmp/out", out.display());
+    let (_, r) = sandbox(
+        &f,
+        &["--bind", &ro, "--bind", &rw],
+        &["sh", "-c", "cat /data/in.txt; echo x > /data/new || echo refused; echo made > /tmp/out/f"],
+    );
+    assert_eq!(r["stdout"]["data"], "from the host\nrefused\n", "{r}");
+    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "made\n");
+    assert!(!data.join("new").exists());
+
+    // No --rootfs: the host's own programs, read-only, and none of its other directories.
+    let (code, r) =
+        sandbox_raw(&f, &[], &["sh", "-c", "test -x /usr/bin/env && ls / | tr '\\n' ' '; touch /usr/x"]);
+    assert_ne!(code, 0);
+    let listing = r["stdout"]["data"].as_str().unwrap();
+    assert!(listing.contains("usr") && listing.contains("etc"), "{r}");
+    assert!(!listing.contains("home") && !listing.contains("work"), "{r}");
+    assert!(r["stderr"]["data"].as_str().unwrap().contains("Read-only"), "{r}");
+    nothing_left(&f);
+}
+
+#[test]
+fn a_bundle_gives_the_rootfs_and_the_process() {
+    let mut f = Fixture::new("echo from the bundle; pwd");
+    f.config["process"]["cwd"] = serde_json::json!("/tmp");
+    f.write_config();
+    let bundle = f.bundle.to_str().unwrap().to_string();
+    let (code, r) = sandbox_raw(&f, &["--bundle", &bundle], &[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["stdout"]["data"], "from the bundle\n/tmp\n");
+    // A command after -- replaces the bundle's args.
+    let (_, r) = sandbox_raw(&f, &["--bundle", &bundle], &["echo", "given"]);
+    assert_eq!(r["stdout"]["data"], "given\n");
+    nothing_left(&f);
+}
+
+#[test]
+fn cpu_time_ends_a_busy_run() {
+    let f = Fixture::new("");
+    let (code, r) =
+        sandbox(&f, &["--cpu-time", "300ms", "--timeout", "10s"], &["sh", "-c", "while :; do :; done"]);
+    assert_eq!(r["status"], "timeout", "{r}");
+    assert_eq!(r["limit"], "cpu_time");
+    assert_eq!(code, 124);
+    let cpu = r["cpu_user_ms"].as_f64().unwrap() + r["cpu_sys_ms"].as_f64().unwrap();
+    assert!(cpu >= 300.0, "{r}");
+    // A sleeping program uses no CPU: the wall-clock limit ends it.
+    let (_, r) = sandbox(&f, &["--cpu-time", "300ms", "--timeout", "500ms"], &["sleep", "5"]);
+    assert_eq!(r["limit"], "wall_time", "{r}");
+    nothing_left(&f);
+}
+
+#[test]
+fn the_gpu_profile_passes_device_nodes_and_libraries_through() {
+    let f = Fixture::new("");
+    // Stand-ins for /dev/nvidia0 and /dev/nvidiactl (the null and zero devices' numbers) and
+    // for a driver library.
+    let dev = f.dir.path().join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    for (name, minor) in [("nvidia0", 3), ("nvidiactl", 5)] {
+        let path = dev.join(name);
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, minor),
+        )
+        .unwrap();
+        // As the real nodes are: usable by anyone (mknod applies the umask).
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    }
+    let lib = f.dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    std::fs::write(lib.join("libcuda.so.1"), "not really a library\n").unwrap();
+    let stock: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/gpu.json")).unwrap(),
+    )
+    .unwrap();
+    let mut profile = stock.clone();
+    profile["seccomp"] =
+        serde_json::json!(Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/seccomp/default.json"));
+    profile["devices"] = serde_json::json!([{"path": format!("{}/nvidia*", dev.display()), "into": "/dev"}]);
+    profile["binds"] = serde_json::json!([{"source": format!("{}/libcuda*", lib.display()), "destination": "/usr/lib/x86_64-linux-gnu"}]);
+    let file = f.dir.path().join("gpu.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let (code, r) = sandbox(
+        &f,
+        &["--profile", file.to_str().unwrap()],
+        &["sh", "-c", "echo x > /dev/nvidia0 && head -c 3 /dev/nvidiactl | wc -c && cat /usr/lib/x86_64-linux-gnu/libcuda.so.1 && ls /dev | grep -c nvidia"],
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["stdout"]["data"], "3\nnot really a library\n2\n");
+    // The stock profile on a host without a GPU runs without them.
+    let (code, r) = sandbox(&f, &["--profile", "gpu"], &["sh", "-c", "ls /dev | grep -c nvidia"]);
+    assert_eq!(code, 1, "{r}");
+    nothing_left(&f);
+}
+
+#[test]
+fn delegated_tiers_fail_clearly_and_select_explains_its_choice() {
+    let f = Fixture::new("");
+    for p in ["gvisor", "vm"] {
+        let (code, r) = sandbox(&f, &["--profile", p], &["true"]);
+        assert_eq!(code, 125);
+        assert_eq!(r["setup_error"]["stage"], "profile");
+        assert!(r["setup_error"]["cause"].as_str().unwrap().contains("delegation is not built yet"), "{r}");
+    }
+    let select = |args: &[&str]| -> Value {
+        let mut all = vec!["sandbox", "select", "--json"];
+        all.extend_from_slice(args);
+        let out = f.hutch(&all);
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    for (args, want) in [
+        (&["--security", "low"][..], "default"),
+        (&["--security", "medium"][..], "strict"),
+        (&["--security", "low", "--network"][..], "network"),
+        (&["--security", "medium", "--gpu"][..], "gpu"),
+        (&["--security", "high"][..], "gvisor"),
+        (&["--security", "critical", "--gpu"][..], "vm"),
+    ] {
+        let v = select(args);
+        assert_eq!(v["profile"], want, "{args:?}");
+        assert!(!v["reason"].as_str().unwrap().is_empty());
+    }
+    // run --security uses the choice.
+    let (_, r) = sandbox(&f, &["--security", "medium"], &["sh", "-c", "yes | head -c 2000000"]);
+    assert_eq!(r["status"], "output_limit", "strict stops output past its cap: {r}");
+    let (code, _) = sandbox(&f, &["--security", "critical"], &["true"]);
+    assert_eq!(code, 125);
+}
+
+#[test]
+fn new_profile_fields_are_checked() {
+    let f = Fixture::new("");
+    let rootfs = f.rootfs();
+    for (doc, field) in [
+        (r#"{"binds": [{"source": "relative"}]}"#, "binds[0].source"),
+        (r#"{"devices": [{"path": "/dev/x", "into": "dev"}]}"#, "devices[0].into"),
+        (r#"{"delegate": "qemu"}"#, "delegate"),
+        (r#"{"network": "wifi"}"#, "network"),
+    ] {
+        let file = f.dir.path().join("p.json");
+        std::fs::write(&file, doc).unwrap();
+        let out = f.hutch(&[
+            "sandbox",
+            "run",
+            "--profile",
+            file.to_str().unwrap(),
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "--",
+            "true",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("p.json") && err.contains(field), "{doc}: {err}");
+    }
 }

@@ -369,3 +369,17 @@ fn a_thousand_runs_leak_nothing() {
     assert_eq!(code, 0);
     nothing_left(&f, &id);
 }
+
+#[test]
+fn warm_runs_take_loopback_networking_and_cpu_time_limits() {
+    let f = Fixture::new("");
+    let mut s = Server::start(&f, &["--net", "loopback", "--cpu-time", "200ms"]);
+    let r = s.call(json!({"args": ["sh", "-c",
+        "(echo hello | nc -l -p 8080 &); sleep 0.2; nc 127.0.0.1 8080 </dev/null"]}));
+    assert_eq!(r["stdout"]["data"], "hello\n", "{r}");
+    let r = s.call(json!({"args": ["sh", "-c", "while :; do :; done"], "timeout": "10s"}));
+    assert_eq!(r["status"], "timeout", "{r}");
+    assert_eq!(r["limit"], "cpu_time");
+    let (id, _) = s.finish();
+    nothing_left(&f, &id);
+}

@@ -16,6 +16,12 @@ pub struct Usage {
     pub oom_kills: u64,
 }
 
+impl Usage {
+    pub fn cpu_ns(&self) -> u64 {
+        self.cpu_user_ns + self.cpu_sys_ns
+    }
+}
+
 pub struct Meter {
     v2: bool,
     /// v1: cpuacct.usage_user and cpuacct.usage_sys; v2: cpu.stat.

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod profile;
 pub mod serve;
+pub mod view;
 pub mod zygote;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -49,6 +50,13 @@ pub struct Request {
     pub on_output_limit: OnOutputLimit,
     pub stdin: Option<PathBuf>,
     pub network: Network,
+    /// CPU time the whole run may use; ends it as "timeout" (limit "cpu_time").
+    pub cpu_time: Option<Duration>,
+    /// Extra bind mounts (`--bind`).
+    pub binds: Vec<view::Bind>,
+    /// The root is a read-only view of the host's system directories (`rootfs` is its
+    /// skeleton, see `view::host_root`).
+    pub host_view: bool,
     /// State root for the run's container.
     pub root: PathBuf,
     /// Copy the program's output to hutch's own stdout and stderr as it comes.
@@ -72,10 +80,58 @@ pub struct SetupError {
     pub cause: String,
 }
 
+/// A limit that ended a run before its program did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    WallTime,
+    CpuTime,
+    Output,
+}
+
+impl EndedBy {
+    fn status(self) -> Status {
+        match self {
+            EndedBy::WallTime | EndedBy::CpuTime => Status::Timeout,
+            EndedBy::Output => Status::OutputLimit,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EndedBy::WallTime => "wall_time",
+            EndedBy::CpuTime => "cpu_time",
+            EndedBy::Output => "output",
+        }
+    }
+}
+
+/// Kills a run: its first process is pid 1 of the run's pid namespace, so the kernel kills
+/// everything else in it too, daemons in new sessions included.
+pub(crate) fn kill_run(pidfd: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal on a pidfd we own.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<()>(),
+            0,
+        );
+    }
+}
+
+/// How often CPU time is checked against `cpu_time`.
+pub(crate) const CPU_CHECK: Duration = Duration::from_millis(10);
+
 /// The result document (docs/sandbox.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub status: Status,
+    /// Which limit ended the run: "wall_time" or "cpu_time" (status timeout), "output"
+    /// (status output_limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'static str>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub wall_ms: f64,
@@ -103,6 +159,7 @@ impl Outcome {
         };
         Outcome {
             status: Status::SetupError,
+            limit: None,
             exit_code: None,
             signal: None,
             wall_ms: 0.0,
@@ -131,6 +188,17 @@ impl Outcome {
 /// The OCI spec for a request.
 pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
     let p = &req.profile;
+    if let Some(d) = p.delegate {
+        return Err(Error::Stage {
+            stage: "profile".into(),
+            message: format!(
+                "{}: the {} tier runs on {}, which hutch hands over to Docker or Kubernetes; that delegation is not built yet, so this profile cannot run here",
+                req.profile_file.display(),
+                match d { profile::Delegate::Gvisor => "gvisor", profile::Delegate::Vm => "vm" },
+                match d { profile::Delegate::Gvisor => "gVisor (runsc)", profile::Delegate::Vm => "a VM-based runtime (Kata, Firecracker)" },
+            ),
+        });
+    }
     let mut v = serde_json::to_value(crate::spec::default_spec()).expect("spec serializes");
     v["hostname"] = json!("sandbox");
     v["root"] = json!({"path": req.rootfs, "readonly": p.readonly_root});
@@ -148,7 +216,7 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
         "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]
     });
     let mut ns = vec!["pid", "ipc", "uts", "mount", "cgroup"];
-    if req.network == Network::None {
+    if req.network != Network::Host {
         ns.push("network");
     }
     if p.user_namespace.is_some() {
@@ -169,12 +237,25 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
             *m = json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]});
         }
     }
+    if req.host_view {
+        mounts.extend(view::host_view_mounts());
+    }
     for t in &p.tmpfs {
         let size = profile::parse_bytes(&t.size).map_err(|e| Error::config(&req.profile_file, "tmpfs", e))?;
         mounts.push(json!({"destination": t.path, "type": "tmpfs", "source": "tmpfs",
             "options": ["nosuid", "nodev", "mode=1777", format!("size={size}")]}));
     }
-    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    // After the tmpfs mounts, so that a bind can go into /tmp.
+    let binds = view::bind_mounts(p, &req.profile_file, &req.binds)?;
+    let (device_mounts, device_rules) = view::devices(p, &req.profile_file)?;
+    if !req.host_view {
+        view::make_targets(&req.rootfs, &binds)?;
+    }
+    mounts.extend(binds);
+    mounts.extend(device_mounts);
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    rules.extend(device_rules);
+    let mut resources = json!({"devices": rules});
     if let Some(m) = req.memory {
         resources["memory"] = json!({"limit": m, "swap": m});
     }
@@ -193,9 +274,14 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
                 serde_json::from_slice(&text).map_err(|e| Error::config(&path, "(document)", e))?;
         }
     }
+    let mut annotations = serde_json::Map::new();
     if let Some(l) = &p.landlock {
-        v["annotations"] = json!({ crate::landlock_policy::ANNOTATION: l.to_string() });
+        annotations.insert(crate::landlock_policy::ANNOTATION.into(), l.to_string().into());
     }
+    if req.network == Network::Loopback {
+        annotations.insert(crate::network::LOOPBACK_ANNOTATION.into(), "up".into());
+    }
+    v["annotations"] = Value::Object(annotations);
     serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))
 }
 
@@ -252,13 +338,22 @@ fn run_inner(req: &Request) -> Result<Outcome> {
         Stream::new(err_r, req.stderr_limit, req.passthrough.then_some(2)),
     ];
     let deadline = req.timeout.map(|t| t0 + t);
-    let mut ended_by: Option<Status> = None;
+    let mut ended_by: Option<EndedBy> = None;
     let mut wait_status = None;
+    let end = |why: EndedBy, ended_by: &mut Option<EndedBy>| {
+        if ended_by.is_none() {
+            *ended_by = Some(why);
+            kill_run(&pidfd);
+        }
+    };
     loop {
+        let running = ended_by.is_none() && wait_status.is_none();
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if remaining == Some(Duration::ZERO) && ended_by.is_none() && wait_status.is_none() {
-            ended_by = Some(Status::Timeout);
-            let _ = cgroup.signal_all(nix::sys::signal::Signal::SIGKILL);
+        if running && remaining == Some(Duration::ZERO) {
+            end(EndedBy::WallTime, &mut ended_by);
+        }
+        if running && req.cpu_time.is_some_and(|c| meter.read().cpu_ns() >= c.as_nanos() as u64) {
+            end(EndedBy::CpuTime, &mut ended_by);
         }
         let mut fds: Vec<PollFd> = Vec::new();
         if wait_status.is_none() {
@@ -270,9 +365,13 @@ fn run_inner(req: &Request) -> Result<Outcome> {
         if fds.is_empty() {
             break;
         }
-        let ms = match remaining {
+        let mut wake = remaining;
+        if req.cpu_time.is_some() {
+            wake = Some(wake.map_or(CPU_CHECK, |w| w.min(CPU_CHECK)));
+        }
+        let ms = match wake {
             Some(r) if ended_by.is_none() && wait_status.is_none() => {
-                PollTimeout::try_from(r.as_millis().max(1).min(60_000) as i32).unwrap_or(PollTimeout::NONE)
+                PollTimeout::try_from(r.as_millis().clamp(1, 60_000) as i32).unwrap_or(PollTimeout::NONE)
             }
             _ => PollTimeout::NONE,
         };
@@ -283,18 +382,16 @@ fn run_inner(req: &Request) -> Result<Outcome> {
         }
         drop(fds);
         for s in streams.iter_mut().filter(|s| s.open) {
-            if s.read_some() && req.on_output_limit == OnOutputLimit::Kill && ended_by.is_none() {
-                ended_by = Some(Status::OutputLimit);
-                let _ = cgroup.signal_all(nix::sys::signal::Signal::SIGKILL);
+            if s.read_some() && req.on_output_limit == OnOutputLimit::Kill {
+                end(EndedBy::Output, &mut ended_by);
             }
         }
         if wait_status.is_none() {
             if let Ok(st) = waitpid(init, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
                 if !matches!(st, WaitStatus::StillAlive) {
+                    // The kernel ends the rest of the run's pid namespace with it; then the
+                    // pipes reach EOF.
                     wait_status = Some(st);
-                    // Whatever the program left running (daemons, children) ends with it; then
-                    // the pipes reach EOF.
-                    let _ = cgroup.signal_all(nix::sys::signal::Signal::SIGKILL);
                 }
             }
         }
@@ -314,7 +411,7 @@ fn run_inner(req: &Request) -> Result<Outcome> {
 /// The result of a run that started: how its first process ended (`exit`: code or signal),
 /// or what ended it first (`ended_by`), with its resource use and output.
 pub(crate) fn conclude(
-    ended_by: Option<Status>,
+    ended_by: Option<EndedBy>,
     exit: (Option<i32>, Option<i32>),
     usage: Usage,
     wall: Duration,
@@ -322,7 +419,7 @@ pub(crate) fn conclude(
     err: Stream,
 ) -> Outcome {
     let (exit_code, signal) = exit;
-    let status = ended_by.unwrap_or(if usage.oom_kills > 0 {
+    let status = ended_by.map(EndedBy::status).unwrap_or(if usage.oom_kills > 0 {
         Status::Oom
     } else if signal.is_some() {
         Status::Signaled
@@ -331,6 +428,7 @@ pub(crate) fn conclude(
     });
     Outcome {
         status,
+        limit: ended_by.map(EndedBy::name),
         exit_code,
         signal,
         wall_ms: wall.as_secs_f64() * 1e3,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 pub struct Profile {
     #[serde(default)]
     pub description: String,
-    /// `none` (an own network namespace, nothing but a down loopback) or `host`.
+    /// `none`, `loopback` or `host`.
     #[serde(default)]
     pub network: Network,
     /// A seccomp profile file, relative to the profile's directory.
@@ -33,6 +33,47 @@ pub struct Profile {
     pub user_namespace: Option<IdRange>,
     #[serde(default)]
     pub limits: Limits,
+    /// Host paths bound into the sandbox, when present (e.g. a GPU's driver libraries).
+    #[serde(default)]
+    pub binds: Vec<ProfileBind>,
+    /// Host device nodes passed through, when present (e.g. /dev/nvidia*).
+    #[serde(default)]
+    pub devices: Vec<ProfileDevice>,
+    /// A heavier tier another runtime provides (`gvisor`, `vm`): see `Delegate`.
+    pub delegate: Option<Delegate>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBind {
+    /// A host path or glob pattern; every match is bound.
+    pub source: String,
+    /// Where inside (default: the same path); with a pattern, a directory to bind the matches into.
+    pub destination: Option<String>,
+    #[serde(default = "yes")]
+    pub readonly: bool,
+    /// Fail when nothing matches (default: skip quietly; "when present").
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDevice {
+    /// A host device node or glob pattern (e.g. "/dev/nvidia*").
+    pub path: String,
+    /// The directory the nodes appear in inside (default: the host's directory).
+    pub into: Option<String>,
+}
+
+/// A tier hutch hands to another runtime, behind the same interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delegate {
+    /// gVisor (runsc), through Docker or Kubernetes.
+    Gvisor,
+    /// A VM-based runtime (Kata, Firecracker), through Kubernetes.
+    Vm,
 }
 
 fn yes() -> bool {
@@ -42,8 +83,12 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Network {
+    /// An own network namespace with nothing but a down loopback.
     #[default]
     None,
+    /// An own network namespace with loopback up: 127.0.0.1 inside, nothing of the host's.
+    Loopback,
+    /// The host's network.
     Host,
 }
 
@@ -169,6 +214,24 @@ impl Profile {
             serde_json::from_value::<oci_spec::runtime::Capability>(serde_json::Value::String(c.clone()))
                 .map_err(|_| err(&format!("capabilities[{i}]"), format!("unknown capability {c:?}")))?;
         }
+        for (i, b) in self.binds.iter().enumerate() {
+            if !b.source.starts_with('/') {
+                return Err(err(&format!("binds[{i}].source"), format!("{:?} is not absolute", b.source)));
+            }
+            glob::Pattern::new(&b.source).map_err(|e| err(&format!("binds[{i}].source"), e.to_string()))?;
+            if b.destination.as_ref().is_some_and(|d| !d.starts_with('/')) {
+                return Err(err(&format!("binds[{i}].destination"), "must be absolute".into()));
+            }
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            if !d.path.starts_with('/') {
+                return Err(err(&format!("devices[{i}].path"), format!("{:?} is not absolute", d.path)));
+            }
+            glob::Pattern::new(&d.path).map_err(|e| err(&format!("devices[{i}].path"), e.to_string()))?;
+            if d.into.as_ref().is_some_and(|d| !d.starts_with('/')) {
+                return Err(err(&format!("devices[{i}].into"), "must be absolute".into()));
+            }
+        }
         if let Some(l) = &self.landlock {
             crate::landlock_policy::parse(&l.to_string())
                 .map_err(|(f, m)| err(&format!("landlock{f}"), m))?;
@@ -183,4 +246,65 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
         .with_binary()
         .parse_size(s)
         .map_err(|e| format!("{s:?}: {e} (expected e.g. \"256M\")"))
+}
+
+/// How much the code to run is trusted less than the host (`hutch sandbox select`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Security {
+    /// Code you wrote or reviewed: the default profile.
+    Low,
+    /// Code from a known source you did not review: the strict profile.
+    Medium,
+    /// Untrusted code: a user-space kernel (gVisor) between it and the host's.
+    High,
+    /// Hostile code: a virtual machine; it shares no kernel with the host.
+    Critical,
+}
+
+impl std::str::FromStr for Security {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Security, String> {
+        Ok(match s {
+            "low" => Security::Low,
+            "medium" => Security::Medium,
+            "high" => Security::High,
+            "critical" => Security::Critical,
+            _ => return Err(format!("{s:?}: expected low, medium, high or critical")),
+        })
+    }
+}
+
+/// The profile for a need, and why. Network and GPU access are granted only where a profile
+/// of the level offers them; the delegated tiers (gvisor, vm) carry both.
+pub fn select(level: Security, network: bool, gpu: bool) -> (&'static str, String) {
+    let with = match (network, gpu) {
+        (false, false) => String::new(),
+        (true, false) => " with network access".into(),
+        (false, true) => " with a GPU".into(),
+        (true, true) => " with network access and a GPU".into(),
+    };
+    match level {
+        Security::Low | Security::Medium if gpu => (
+            "gpu",
+            format!("{level:?} security{with}: namespaces, seccomp and Landlock, the GPU's device nodes and driver libraries passed through{}",
+                if network { "; the gpu profile also has the host's network" } else { "" }),
+        ),
+        Security::Low | Security::Medium if network => (
+            "network",
+            format!("{level:?} security{with}: every namespace but the network one, seccomp, Landlock, no capabilities"),
+        ),
+        Security::Low => ("default", "low security: every namespace, no network, seccomp allowlist, Landlock, no capabilities, memory/pids/time limits".into()),
+        Security::Medium => ("strict", "medium security: the default isolation with tighter limits (64 processes, 256M, 10 s) and output stopped past its cap".into()),
+        Security::High => (
+            "gvisor",
+            format!("high security{with}: gVisor's user-space kernel answers the code's syscalls, so a kernel bug is not enough to escape{}",
+                if gpu { " (GPU through its nvproxy)" } else { "" }),
+        ),
+        Security::Critical => (
+            "vm",
+            format!("critical security{with}: a virtual machine, which shares no kernel with the host{}",
+                if gpu { " (the GPU needs VFIO passthrough to the guest)" } else { "" }),
+        ),
+    }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::capture::Stream;
 use super::zygote::{self, Reply};
-use super::{conclude, Outcome, Request, SetupError, Status};
+use super::{conclude, EndedBy, Outcome, Request, SetupError};
 use crate::cgroups::meter::Meter;
 use crate::cgroups::Cgroup;
 use crate::channel::{channel, Receiver, Sender};
@@ -110,7 +110,8 @@ struct Running {
     pidfd: Option<OwnedFd>,
     exit: Option<(Option<i32>, Option<i32>)>,
     failed: Option<String>,
-    ended_by: Option<Status>,
+    ended_by: Option<EndedBy>,
+    cpu_time: Option<Duration>,
 }
 
 struct Server<'a> {
@@ -284,7 +285,8 @@ impl<'a> Server<'a> {
             .running
             .values()
             .filter(|r| r.ended_by.is_none() && r.exit.is_none())
-            .filter_map(|r| r.deadline)
+            .flat_map(|r| [r.deadline, r.cpu_time.map(|_| now + super::CPU_CHECK)])
+            .flatten()
             .min();
         let timeout = match next_deadline {
             Some(d) => {
@@ -312,12 +314,8 @@ impl<'a> Server<'a> {
                 Src::Zygote => self.from_zygote()?,
                 Src::Out(tag, i) => {
                     let Some(r) = self.running.get_mut(&tag) else { continue };
-                    if r.streams[i].read_some()
-                        && r.on_output_limit == OnOutputLimit::Kill
-                        && r.ended_by.is_none()
-                    {
-                        r.ended_by = Some(Status::OutputLimit);
-                        kill(r);
+                    if r.streams[i].read_some() && r.on_output_limit == OnOutputLimit::Kill {
+                        end(r, EndedBy::Output);
                     }
                 }
                 Src::Errors(tag) => {
@@ -334,9 +332,15 @@ impl<'a> Server<'a> {
         }
         let now = Instant::now();
         for r in self.running.values_mut() {
-            if r.ended_by.is_none() && r.exit.is_none() && r.deadline.is_some_and(|d| d <= now) {
-                r.ended_by = Some(Status::Timeout);
-                kill(r);
+            if r.ended_by.is_none() && r.exit.is_none() {
+                if r.deadline.is_some_and(|d| d <= now) {
+                    end(r, EndedBy::WallTime);
+                } else if r
+                    .cpu_time
+                    .is_some_and(|c| self.slots[r.slot].meter.read().cpu_ns() >= c.as_nanos() as u64)
+                {
+                    end(r, EndedBy::CpuTime);
+                }
             }
         }
         self.complete();
@@ -484,6 +488,7 @@ impl<'a> Server<'a> {
                 exit: None,
                 failed: None,
                 ended_by: None,
+                cpu_time: base.cpu_time,
             },
         );
         Ok(())
@@ -499,7 +504,9 @@ impl<'a> Server<'a> {
                 if let Some(r) = self.running.get_mut(&tag) {
                     r.pidfd = fds.pop();
                     if r.ended_by.is_some() {
-                        kill(r);
+                        if let Some(fd) = &r.pidfd {
+                            super::kill_run(fd);
+                        }
                     }
                 }
             }
@@ -594,17 +601,13 @@ impl Drop for Server<'_> {
     }
 }
 
-fn kill(r: &Running) {
-    if let Some(fd) = &r.pidfd {
-        // SAFETY: pidfd_send_signal on a pidfd we own.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<()>(),
-                0,
-            );
+/// Ends a run for `why`, unless something else ended it first.
+fn end(r: &mut Running, why: EndedBy) {
+    if r.ended_by.is_none() {
+        r.ended_by = Some(why);
+        // Without its pidfd yet, the run is killed when the zygote reports it started.
+        if let Some(fd) = &r.pidfd {
+            super::kill_run(fd);
         }
     }
 }

@@ -14,6 +14,24 @@ pub enum Command {
     Serve(ServeArgs),
     /// List the named profiles
     Profiles,
+    /// Choose a profile for a need and say why
+    Select(SelectArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SelectArgs {
+    /// How little the code is trusted: low, medium, high or critical
+    #[arg(long)]
+    pub security: profile::Security,
+    /// The code needs the network
+    #[arg(long)]
+    pub network: bool,
+    /// The code needs a GPU
+    #[arg(long)]
+    pub gpu: bool,
+    /// Print {"profile", "reason"} as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -27,7 +45,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE|-")]
     pub result: Option<String>,
     /// The command and its arguments
-    #[arg(last = true, required = true)]
+    #[arg(last = true)]
     pub command: Vec<String>,
 }
 
@@ -47,11 +65,26 @@ pub struct ServeArgs {
 #[derive(clap::Args)]
 pub struct SandboxArgs {
     /// Profile: a name from the profiles directory ($HUTCH_PROFILES) or a JSON file
-    #[arg(long, default_value = "default")]
-    pub profile: String,
-    /// The root filesystem to run in
+    /// [default: default]
+    #[arg(long, conflicts_with = "security")]
+    pub profile: Option<String>,
+    /// Choose the profile by need instead (see `hutch sandbox select`)
+    #[arg(long)]
+    pub security: Option<profile::Security>,
+    /// The root filesystem to run in [default: a read-only view of the host's /usr, /bin,
+    /// /lib*, /etc and /opt]
+    #[arg(long, value_name = "DIR", conflicts_with = "bundle")]
+    pub rootfs: Option<PathBuf>,
+    /// An OCI bundle: its rootfs, and its process (args when no command is given, env, cwd);
+    /// the isolation still comes from the profile
     #[arg(long, value_name = "DIR")]
-    pub rootfs: PathBuf,
+    pub bundle: Option<PathBuf>,
+    /// Bind a host path in: SRC:DST, or SRC:DST:ro; repeatable
+    #[arg(long, value_name = "SRC:DST[:ro]")]
+    pub bind: Vec<sandbox::view::Bind>,
+    /// CPU time the whole run may use (1s); ends it as "timeout"
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub cpu_time: Option<Duration>,
     /// Wall-clock limit (2s, 500ms); ends the run as "timeout"
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
@@ -67,7 +100,8 @@ pub struct SandboxArgs {
     /// Bytes of stderr kept
     #[arg(long, value_parser = parse_bytes)]
     pub stderr_limit: Option<u64>,
-    /// Network: none (own namespace, down loopback) or host
+    /// Network: none (own namespace, down loopback), loopback (own namespace, 127.0.0.1
+    /// up) or host
     #[arg(long, value_enum)]
     pub net: Option<NetArg>,
     /// Environment variable KEY=VALUE; repeatable
@@ -78,9 +112,10 @@ pub struct SandboxArgs {
     pub cwd: Option<String>,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NetArg {
     None,
+    Loopback,
     Host,
 }
 
@@ -101,26 +136,63 @@ pub fn run(cmd: Command, root: &Path) -> hutch::Result<u8> {
             Ok(0)
         }
         Command::Run(a) => run_one(a, root),
+        Command::Select(a) => {
+            let (name, reason) = profile::select(a.security, a.network, a.gpu);
+            if a.json {
+                println!("{}", serde_json::json!({"profile": name, "reason": reason}));
+            } else {
+                println!("{name}\t{reason}");
+            }
+            Ok(0)
+        }
         Command::Serve(a) => serve(a, root),
     }
 }
 
 /// The request the flags describe, with the profile's values where a flag is absent.
-fn request(a: SandboxArgs, command: Vec<String>, root: &Path) -> hutch::Result<Request> {
-    let (p, file) = profile::load(&a.profile)?;
+fn request(a: SandboxArgs, mut command: Vec<String>, root: &Path) -> hutch::Result<Request> {
+    let name = match (&a.profile, a.security) {
+        (Some(p), _) => p.clone(),
+        (None, Some(level)) => {
+            let (name, reason) = profile::select(level, a.net == Some(NetArg::Host), false);
+            log::info!("--security: profile {name}: {reason}");
+            name.to_string()
+        }
+        (None, None) => "default".to_string(),
+    };
+    let (p, file) = profile::load(&name)?;
     let limit = |v: &Option<String>| v.as_deref().and_then(|s| profile::parse_bytes(s).ok());
-    let rootfs = a
-        .rootfs
-        .canonicalize()
-        .map_err(|e| hutch::Error::Usage(format!("--rootfs {}: {e}", a.rootfs.display())))?;
+    let usage = |flag: &str, p: &Path, e: &dyn std::fmt::Display| {
+        hutch::Error::Usage(format!("{flag} {}: {e}", p.display()))
+    };
+    let mut env = Vec::new();
+    let mut cwd = None;
+    let (rootfs, host_view) = match (&a.rootfs, &a.bundle) {
+        (Some(r), _) => (r.canonicalize().map_err(|e| usage("--rootfs", r, &e))?, false),
+        (None, Some(b)) => {
+            let b = b.canonicalize().map_err(|e| usage("--bundle", b, &e))?;
+            let config = hutch::config::Config::load(&b)?;
+            let proc = config.process();
+            if command.is_empty() {
+                command = proc.args().clone().unwrap_or_default();
+            }
+            env = proc.env().clone().unwrap_or_default();
+            cwd = Some(proc.cwd().to_string_lossy().into_owned());
+            (config.rootfs.clone(), false)
+        }
+        (None, None) => (sandbox::view::host_root(&root.join("sandbox"))?, true),
+    };
+    env.extend(a.env);
     Ok(Request {
         rootfs,
+        host_view,
         args: command,
-        env: a.env,
-        cwd: a.cwd,
+        env,
+        cwd: a.cwd.or(cwd),
         timeout: a
             .timeout
             .or_else(|| p.limits.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok())),
+        cpu_time: a.cpu_time,
         memory: a.memory.or_else(|| limit(&p.limits.memory)),
         pids: a.pids.or(p.limits.pids),
         stdout_limit: a.stdout_limit.or_else(|| limit(&p.limits.stdout)).unwrap_or(1 << 20),
@@ -129,9 +201,11 @@ fn request(a: SandboxArgs, command: Vec<String>, root: &Path) -> hutch::Result<R
         stdin: None,
         network: match a.net {
             Some(NetArg::None) => Network::None,
+            Some(NetArg::Loopback) => Network::Loopback,
             Some(NetArg::Host) => Network::Host,
             None => p.network,
         },
+        binds: a.bind,
         root: root.join("sandbox"),
         passthrough: false,
         profile_file: file,
@@ -142,6 +216,11 @@ fn request(a: SandboxArgs, command: Vec<String>, root: &Path) -> hutch::Result<R
 fn run_one(a: RunArgs, root: &Path) -> hutch::Result<u8> {
     let result_to_stdout = a.result.as_deref() == Some("-");
     let mut req = request(a.sandbox, a.command, root)?;
+    if req.args.is_empty() {
+        return Err(hutch::Error::Usage(
+            "no command: give one after --, or a --bundle whose process has args".into(),
+        ));
+    }
     req.stdin = a.stdin;
     req.passthrough = !result_to_stdout;
     let outcome = sandbox::run(&req);
