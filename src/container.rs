@@ -134,7 +134,18 @@ fn create_job(
         linux.and_then(|l| l.resources().as_ref()),
         linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),
     );
-    let cgroup = cleanup.cgroup.insert(Cgroup::create(&cg_path, Some(&resources), &config.file)?);
+    let controllers: Option<Vec<String>> = config
+        .spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::cgroups::CONTROLLERS_ANNOTATION))
+        .map(|v| v.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect());
+    let cgroup = cleanup.cgroup.insert(Cgroup::create(
+        &cg_path,
+        Some(&resources),
+        &config.file,
+        controllers.as_deref(),
+    )?);
     let sock_path = cleanup.dir.as_ref().expect("set").start_socket();
     let listener = UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
 

@@ -443,3 +443,43 @@ fn new_profile_fields_are_checked() {
         assert!(err.contains("p.json") && err.contains(field), "{doc}: {err}");
     }
 }
+
+#[test]
+fn a_sandbox_joins_only_the_v1_controllers_it_uses() {
+    if common::cgroup_v2() {
+        return; // one hierarchy there
+    }
+    let f = Fixture::new("");
+    let rootfs = f.rootfs();
+    let mut child = f
+        .cmd(&[
+            "sandbox",
+            "run",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "--result",
+            "/dev/null",
+            "--",
+            "sleep",
+            "2",
+        ])
+        .spawn()
+        .unwrap();
+    let id = format!("sbx-{}-0", child.id());
+    let memory = Path::new("/sys/fs/cgroup/memory/hutch").join(&id);
+    let end = Instant::now() + std::time::Duration::from_secs(10);
+    while !memory.exists() && Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let present: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .filter(|h| h.path().join("hutch").join(&id).exists())
+        .map(|h| h.file_name().to_string_lossy().into_owned())
+        .collect();
+    let _ = child.wait();
+    let mut present = present;
+    present.sort();
+    assert_eq!(present, ["cpuacct", "devices", "memory", "pids"]);
+    nothing_left(&f);
+}

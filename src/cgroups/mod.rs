@@ -41,6 +41,21 @@ impl JoinPlan {
     }
 }
 
+/// The host's cgroup hierarchies, read from mountinfo once per process (they do not move while
+/// hutch runs; cgroups-rs would parse mountinfo on every call).
+fn hierarchy() -> Box<dyn cgroups_rs::fs::Hierarchy> {
+    static V1: std::sync::OnceLock<hierarchies::V1> = std::sync::OnceLock::new();
+    if is_unified() {
+        return Box::new(hierarchies::V2::new());
+    }
+    Box::new(V1.get_or_init(hierarchies::V1::new).clone())
+}
+
+/// The annotation that narrows a container's v1 cgroup to some controllers
+/// ("memory,pids,cpuacct,devices"): each v1 hierarchy costs a mkdir, writes and an rmdir per
+/// container. Sandboxes use it; without it every hierarchy is joined, as runc does.
+pub const CONTROLLERS_ANNOTATION: &str = "io.github.hutch.cgroup.controllers";
+
 pub fn is_unified() -> bool {
     hierarchies::is_cgroup2_unified_mode()
 }
@@ -135,7 +150,12 @@ impl Cgroup {
 
     /// Creates the cgroup in every hierarchy and applies `resources`. Errors name the field of
     /// `linux.resources` that this host cannot honour.
-    pub fn create(path: &str, resources: Option<&LinuxResources>, file: &Path) -> Result<Cgroup> {
+    pub fn create(
+        path: &str,
+        resources: Option<&LinuxResources>,
+        file: &Path,
+        controllers: Option<&[String]>,
+    ) -> Result<Cgroup> {
         // Taking over a cgroup that holds processes would let delete kill strangers.
         let existing = Cgroup::open(path);
         if existing.cg.exists() && !existing.procs().is_empty() {
@@ -147,8 +167,9 @@ impl Cgroup {
         }
         // A delete of another container may remove the shared, empty `hutch` parent between
         // the mkdirs of parent and child (see remove_empty_parent): one retry covers it.
-        let cg = cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path)
-            .or_else(|_| cgroups_rs::fs::Cgroup::new(hierarchies::auto(), path))
+        let only = controllers.map(|c| c.to_vec());
+        let cg = cgroups_rs::fs::Cgroup::new_with_specified_controllers(hierarchy(), path, only.clone())
+            .or_else(|_| cgroups_rs::fs::Cgroup::new_with_specified_controllers(hierarchy(), path, only))
             .map_err(|e| Error::Cgroup { path: path.to_string(), message: format!("create: {e}") })?;
         let mut this = Cgroup { path: path.to_string(), cg, unified: None };
         if let Some(res) = resources {
@@ -240,16 +261,13 @@ impl Cgroup {
         let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
         manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
         if let Some(rules) = v2_devices {
-            let dir = hierarchies::auto().root().join(&self.path);
+            let dir = hierarchy().root().join(&self.path);
             devices::attach(&dir, &rules).map_err(|e| (".devices".into(), e))?;
         }
         if let Some(w) = bfq_weight {
             // BFQ's file where the scheduler is BFQ, else v2's io.weight ("default N").
-            let dir = if v2 {
-                hierarchies::auto().root().join(&self.path)
-            } else {
-                self.v1_dir("blkio").expect("checked")
-            };
+            let dir =
+                if v2 { hierarchy().root().join(&self.path) } else { self.v1_dir("blkio").expect("checked") };
             let (file, value) = match (v2, dir.join(if v2 { "io.bfq.weight" } else { "blkio.bfq.weight" })) {
                 (_, f) if f.exists() => (f, w.to_string()),
                 (true, _) => (dir.join("io.weight"), format!("default {w}")),
@@ -277,7 +295,7 @@ impl Cgroup {
     /// The directory holding `controller`'s files: its v1 hierarchy's, or the cgroup2 one.
     pub fn controller_dir(&self, controller: &str) -> Option<std::path::PathBuf> {
         if self.cg.v2() {
-            return Some(hierarchies::auto().root().join(&self.path));
+            return Some(hierarchy().root().join(&self.path));
         }
         self.v1_dir(controller)
     }
@@ -297,11 +315,7 @@ impl Cgroup {
         } else {
             unified::mount_point().and_then(|m| Unified::existing(&m, path))
         };
-        Cgroup {
-            path: path.to_string(),
-            cg: cgroups_rs::fs::Cgroup::load(hierarchies::auto(), path),
-            unified,
-        }
+        Cgroup { path: path.to_string(), cg: cgroups_rs::fs::Cgroup::load(hierarchy(), path), unified }
     }
 
     pub fn path(&self) -> &str {
@@ -323,10 +337,16 @@ impl Cgroup {
                 .map_err(|e| self.err(format!("open {}: {e}", dir.display())))
         };
         if self.cg.v2() {
-            let dir = hierarchies::auto().root().join(&self.path);
+            let dir = hierarchy().root().join(&self.path);
             return Ok(JoinPlan { v1_tasks: Vec::new(), v2_dir: Some(open_dir(&dir)?) });
         }
-        let v1_tasks = self.cg.subsystems().iter().map(|s| s.to_controller().path().join("tasks")).collect();
+        let v1_tasks = self
+            .cg
+            .subsystems()
+            .iter()
+            .map(|s| s.to_controller().path().join("tasks"))
+            .filter(|t| t.exists())
+            .collect();
         let v2_dir = match &self.unified {
             Some(u) => Some(open_dir(&u.dir)?),
             None => None,
@@ -344,8 +364,12 @@ impl Cgroup {
         }
     }
 
+    /// The member processes, from a hierarchy the cgroup exists in (a container may use only
+    /// some v1 controllers: see CONTROLLERS_ANNOTATION).
     pub fn procs(&self) -> Vec<Pid> {
-        self.cg.procs().into_iter().map(|p| Pid::from_raw(p.pid as i32)).collect()
+        let subsystems = self.cg.subsystems();
+        let Some(sub) = subsystems.iter().find(|s| s.to_controller().exists()) else { return Vec::new() };
+        sub.to_controller().procs().into_iter().map(|p| Pid::from_raw(p.pid as i32)).collect()
     }
 
     fn manager(&self) -> Result<cgroups_rs::FsManager> {
@@ -396,7 +420,7 @@ impl Cgroup {
     pub fn stats(&self) -> Result<cgroups_rs::CgroupStats> {
         let mut s = self.manager()?.stats();
         if self.cg.v2() {
-            Self::v2_stats(&hierarchies::auto().root().join(&self.path), &mut s);
+            Self::v2_stats(&hierarchy().root().join(&self.path), &mut s);
         }
         Ok(s)
     }
@@ -404,7 +428,7 @@ impl Cgroup {
     /// The directory holding the memory controller's files, for OOM watching.
     pub fn memory_dir(&self) -> Option<std::path::PathBuf> {
         if self.cg.v2() {
-            return Some(hierarchies::auto().root().join(&self.path));
+            return Some(hierarchy().root().join(&self.path));
         }
         self.v1_dir("memory")
     }

@@ -17,6 +17,11 @@ pub fn mount_point() -> Option<PathBuf> {
     if super::is_unified() {
         return Some(PathBuf::from("/sys/fs/cgroup"));
     }
+    static HYBRID: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    HYBRID.get_or_init(hybrid_mount_point).clone()
+}
+
+fn hybrid_mount_point() -> Option<PathBuf> {
     let me = procfs::process::Process::myself().ok()?;
     me.mountinfo()
         .ok()?

@@ -121,6 +121,12 @@ pub(crate) fn kill_run(pidfd: &OwnedFd) {
     }
 }
 
+/// The v1 controllers a sandbox needs: its limits (memory, pids), its measurements (cpuacct)
+/// and its device rules. A run is killed through its pid namespace, so it needs no freezer.
+pub(crate) fn controllers() -> Vec<String> {
+    ["memory", "pids", "cpuacct", "devices"].map(String::from).to_vec()
+}
+
 /// How often CPU time is checked against `cpu_time`.
 pub(crate) const CPU_CHECK: Duration = Duration::from_millis(10);
 
@@ -281,6 +287,7 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
     if req.network == Network::Loopback {
         annotations.insert(crate::network::LOOPBACK_ANNOTATION.into(), "up".into());
     }
+    annotations.insert(crate::cgroups::CONTROLLERS_ANNOTATION.into(), controllers().join(",").into());
     v["annotations"] = Value::Object(annotations);
     serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))
 }

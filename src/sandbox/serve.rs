@@ -199,8 +199,12 @@ impl<'a> Server<'a> {
             linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),
         );
         for i in 0..self.opts.concurrency.max(1) {
-            let cgroup =
-                Cgroup::create(&format!("hutch/{}-{i}", self.id), Some(&resources), &self.config.file)?;
+            let cgroup = Cgroup::create(
+                &format!("hutch/{}-{i}", self.id),
+                Some(&resources),
+                &self.config.file,
+                Some(&super::controllers()),
+            )?;
             let plan = cgroup.join_plan()?;
             let mut join = Vec::new();
             for tasks in &plan.v1_tasks {
