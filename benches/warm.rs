@@ -24,7 +24,9 @@ fn main() {
     assert!(Command::new("bash").arg(mk).arg(&rootfs).status().unwrap().success());
 
     println!("warm: /bin/true through `hutch sandbox serve`, {execs} runs per case");
-    for (name, concurrency, in_flight) in [("sequential", 1, 1), ("pipelined c=1", 1, 4), ("pipelined c=2", 2, 8)] {
+    for (name, concurrency, in_flight) in
+        [("sequential", 1, 1), ("pipelined c=1", 1, 4), ("pipelined c=2", 2, 8)]
+    {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hutch"))
             .arg("--root")
             .arg(dir.path().join("state"))
@@ -56,7 +58,11 @@ fn main() {
         let t = Instant::now();
         exchange(execs, &mut input);
         let took = t.elapsed().as_secs_f64();
-        println!("  {name:15} {:7.0} executions/s  ({:.2} ms each)", execs as f64 / took, took * 1e3 / execs as f64);
+        println!(
+            "  {name:15} {:7.0} executions/s  ({:.2} ms each)",
+            execs as f64 / took,
+            took * 1e3 / execs as f64
+        );
         drop(input);
         assert!(child.wait().unwrap().success());
     }
