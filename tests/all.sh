@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test hutch has, as CI runs them (README's test command). As root.
 #   1. the host suite: unit and integration tests, real containers (cargo test --release);
-#   2. the pure cgroup v2 lane: the cgroup, isolation and security suites again inside a qemu
+#   2. the pure cgroup v2 lane: the cgroup, isolation, security and sandbox suites again inside a qemu
 #      guest whose kernel has only cgroup2 (and an older Landlock ABI): tests/vm/README.md;
 #   3. the fuzz smoke run: every fuzz target for FUZZ_SECONDS (default 30).
 set -euo pipefail
@@ -13,7 +13,7 @@ binaries=$(cargo test --release --no-run --message-format=json 2>/dev/null | pyt
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("resources", "isolation", "security"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("resources", "isolation", "security", "sandbox", "sandbox_serve"):
         print(m["executable"])')
 for bin in $binaries; do
     echo "v2 lane: $(basename "$bin")"

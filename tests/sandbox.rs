@@ -77,7 +77,8 @@ fn a_timeout_ends_the_whole_tree_within_tens_of_milliseconds() {
 #[test]
 fn output_past_the_cap_is_dropped_and_hutch_stays_small() {
     let f = Fixture::new("");
-    // yes writes as fast as it can for two seconds; only the first MiB is kept.
+    // yes writes as fast as it can for four seconds (some 20 MiB even in the emulated VM lane);
+    // only the first MiB is kept.
     let rootfs = f.rootfs();
     let out = tempfile::tempfile().unwrap();
     let mut child = f
@@ -91,7 +92,7 @@ fn output_past_the_cap_is_dropped_and_hutch_stays_small() {
             "--stdout-limit",
             "1M",
             "--timeout",
-            "2s",
+            "4s",
             "--",
             "yes",
         ])
@@ -265,7 +266,7 @@ fn loopback_networking_serves_inside_and_reaches_nothing_of_the_host() {
     let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = host.local_addr().unwrap().port().to_string();
     let script = format!(
-        "(echo hello | nc -l -p 8080 &); sleep 0.2; nc 127.0.0.1 8080 </dev/null; \
+        "(echo hello | nc -l -p 8080 &); for i in $(seq 50); do nc 127.0.0.1 8080 </dev/null 2>/dev/null && break; sleep 0.1; done; \
          nc 127.0.0.1 {port} </dev/null && echo reached-host; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"
     );
     let (_, r) = sandbox(&f, &["--net", "loopback"], &["sh", "-c", &script]);

@@ -199,6 +199,12 @@ fn a_timeout_kills_the_run_and_its_daemons() {
     nothing_left(&f, &id);
 }
 
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
+    let mut parts = release.split(['.', '-']).filter_map(|p| p.parse::<u32>().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
 /// Processes (pid, comm) in the cgroups of server `id`: its zygote's and its slots'.
 fn members(id: &str) -> Vec<(String, String)> {
     std::fs::read_dir("/proc")
@@ -220,11 +226,12 @@ fn runs_overlap_up_to_the_concurrency() {
     let f = Fixture::new("");
     let mut s = Server::start(&f, &["--concurrency", "2"]);
     for i in 0..4 {
-        s.send(&json!({"id": i, "args": ["sleep", "0.5"]}));
+        s.send(&json!({"id": i, "args": ["sleep", "2"]}));
     }
-    // Two run at once, never more, while four are asked for.
+    // Two run at once, never more, while four are asked for: watched until the first two
+    // have started and for a while after.
     let mut most = 0;
-    let end = Instant::now() + Duration::from_millis(400);
+    let end = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < end {
         most = most.max(members(&s.id()).iter().filter(|(_, comm)| comm == "sleep").count());
         std::thread::sleep(Duration::from_millis(5));
@@ -249,10 +256,13 @@ fn limits_hold_in_warm_runs() {
     assert_eq!(r["stdout"]["bytes"].as_u64().unwrap() > 1024, true);
     assert_eq!(r["stdout"]["data"].as_str().unwrap().len(), 1024);
     assert_eq!(r["stdout"]["truncated"], true);
-    // Per-run measurements start from zero in a reused slot.
+    // Per-run measurements start from zero in a reused slot (on cgroup v2, memory.peak can be
+    // reset from kernel 6.12 on).
     let r = s.call(json!({"args": ["true"]}));
     assert_eq!(r["status"], "exited");
-    assert!(r["peak_memory_bytes"].as_u64().unwrap() < 16 << 20, "{r}");
+    if !common::cgroup_v2() || kernel_at_least(6, 12) {
+        assert!(r["peak_memory_bytes"].as_u64().unwrap() < 16 << 20, "{r}");
+    }
     let (id, _) = s.finish();
     nothing_left(&f, &id);
 }
@@ -375,7 +385,7 @@ fn warm_runs_take_loopback_networking_and_cpu_time_limits() {
     let f = Fixture::new("");
     let mut s = Server::start(&f, &["--net", "loopback", "--cpu-time", "200ms"]);
     let r = s.call(json!({"args": ["sh", "-c",
-        "(echo hello | nc -l -p 8080 &); sleep 0.2; nc 127.0.0.1 8080 </dev/null"]}));
+        "(echo hello | nc -l -p 8080 &); for i in $(seq 50); do nc 127.0.0.1 8080 </dev/null 2>/dev/null && break; sleep 0.1; done"]}));
     assert_eq!(r["stdout"]["data"], "hello\n", "{r}");
     let r = s.call(json!({"args": ["sh", "-c", "while :; do :; done"], "timeout": "10s"}));
     assert_eq!(r["status"], "timeout", "{r}");

@@ -53,7 +53,8 @@ fn hierarchy() -> Box<dyn cgroups_rs::fs::Hierarchy> {
 
 /// The annotation that narrows a container's v1 cgroup to some controllers
 /// ("memory,pids,cpuacct,devices"): each v1 hierarchy costs a mkdir, writes and an rmdir per
-/// container. Sandboxes use it; without it every hierarchy is joined, as runc does.
+/// container. Sandboxes use it; without it every hierarchy is joined, as runc does. A pure v2
+/// host ignores it.
 pub const CONTROLLERS_ANNOTATION: &str = "io.github.hutch.cgroup.controllers";
 
 pub fn is_unified() -> bool {
@@ -167,7 +168,8 @@ impl Cgroup {
         }
         // A delete of another container may remove the shared, empty `hutch` parent between
         // the mkdirs of parent and child (see remove_empty_parent): one retry covers it.
-        let only = controllers.map(|c| c.to_vec());
+        // v1 only: a v2 cgroup is one directory, its controllers enabled by what the limits need.
+        let only = controllers.filter(|_| !is_unified()).map(|c| c.to_vec());
         let cg = cgroups_rs::fs::Cgroup::new_with_specified_controllers(hierarchy(), path, only.clone())
             .or_else(|_| cgroups_rs::fs::Cgroup::new_with_specified_controllers(hierarchy(), path, only))
             .map_err(|e| Error::Cgroup { path: path.to_string(), message: format!("create: {e}") })?;
