@@ -172,15 +172,7 @@ fn a_missing_binary_is_a_setup_error_not_127() {
 #[test]
 fn a_crash_is_reported_as_its_signal() {
     let f = Fixture::new("");
-    let src = f.dir.path().join("crash.c");
-    std::fs::write(&src, "int main(void) { volatile int *p = 0; return *p; }\n").unwrap();
-    let out = std::process::Command::new("gcc")
-        .args(["-static", "-O0", "-o"])
-        .arg(f.rootfs().join("bin/crash"))
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    f.add_crash_program();
     let (code, r) = sandbox(&f, &[], &["/bin/crash"]);
     assert_eq!(r["status"], "signaled", "{r}");
     assert_eq!(r["signal"], 11);

@@ -54,6 +54,20 @@ impl Fixture {
         f
     }
 
+    /// Puts /bin/crash in the rootfs: a static program that dies of SIGSEGV (the one way a
+    /// namespace's pid 1 dies of a signal it raises itself).
+    pub fn add_crash_program(&self) {
+        let src = self.dir.path().join("crash.c");
+        std::fs::write(&src, "int main(void) { volatile int *p = 0; return *p; }\n").unwrap();
+        let out = Command::new("gcc")
+            .args(["-static", "-O0", "-o"])
+            .arg(self.rootfs().join("bin/crash"))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     pub fn rootfs(&self) -> PathBuf {
         self.bundle.join("rootfs")
     }
