@@ -60,17 +60,52 @@ fn exit_codes_and_output_pass_through() {
 #[test]
 fn a_timeout_ends_the_whole_tree_within_tens_of_milliseconds() {
     let f = Fixture::new("");
+    let rootfs = f.rootfs();
+    let result = f.dir.path().join("result.json");
     let t = Instant::now();
     // A daemon in a new session, then a long sleep: both must go at 200 ms.
-    let (code, r) =
-        sandbox(&f, &["--timeout", "200ms"], &["sh", "-c", "setsid sleep 1000 & echo started; sleep 100"]);
+    let mut child = f
+        .cmd(&["sandbox", "run", "--rootfs", rootfs.to_str().unwrap(), "--timeout", "200ms"])
+        .args([
+            "--result",
+            result.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "setsid sleep 1000 & echo started; sleep 100",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The run's processes, by host pid, from its cgroup while it runs.
+    let procs = common::procs_dir(&format!("sbx-{}-0", child.id())).join("cgroup.procs");
+    let mut pids: Vec<i32> = Vec::new();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        for p in std::fs::read_to_string(&procs).unwrap_or_default().split_whitespace() {
+            let p: i32 = p.parse().unwrap();
+            if !pids.contains(&p) {
+                pids.push(p);
+            }
+        }
+    };
     let took = t.elapsed().as_millis();
+    let r: Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     assert_eq!(r["status"], "timeout", "{r}");
-    assert_eq!(code, 124);
+    assert_eq!(code, Some(124));
     let wall = r["wall_ms"].as_f64().unwrap();
     assert!((200.0..300.0).contains(&wall), "wall_ms {wall}");
     assert!(took < 2000, "hutch took {took} ms");
     assert_eq!(r["stdout"]["data"], "started\n");
+    // sh, the daemon and the sleep were seen, and are gone with their cgroup.
+    assert!(pids.len() >= 3, "saw only {pids:?} in {}", procs.display());
+    for pid in pids {
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+        assert!(gone, "process {pid} outlived the run");
+    }
+    assert!(!procs.parent().unwrap().exists(), "cgroup {} left", procs.display());
     nothing_left(&f);
 }
 
