@@ -12,15 +12,9 @@ use serde_json::Value;
 /// Runs `hutch sandbox run --result - ARGS -- CMD...` in the fixture's rootfs.
 fn sandbox(f: &Fixture, args: &[&str], cmd: &[&str]) -> (i32, Value) {
     let rootfs = f.rootfs();
-    let mut all = vec!["sandbox", "run", "--rootfs", rootfs.to_str().unwrap(), "--result", "-"];
+    let mut all = vec!["--rootfs", rootfs.to_str().unwrap()];
     all.extend_from_slice(args);
-    all.push("--");
-    all.extend_from_slice(cmd);
-    let out = f.hutch(&all);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    });
-    (out.status.code().unwrap_or(-1), v)
+    sandbox_raw(f, &all, cmd)
 }
 
 /// No process of this fixture is left, and no sandbox state or cgroup.
