@@ -232,6 +232,23 @@ fn the_default_profile_confines_writes_and_runs_unprivileged() {
     assert!(r["stderr"]["data"].as_str().unwrap().contains("/etc/x"), "{r}");
 }
 
+/// hutch's stderr for a run under the profile `file`, which must fail.
+fn profile_error(f: &Fixture, file: &Path) -> String {
+    let rootfs = f.rootfs();
+    let out = f.hutch(&[
+        "sandbox",
+        "run",
+        "--profile",
+        file.to_str().unwrap(),
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn profile_errors_name_the_file_and_field() {
     let f = Fixture::new("");
@@ -253,17 +270,7 @@ fn profile_errors_name_the_file_and_field() {
     );
     let bad = f.dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"limits": {"memory": "lots"}}"#).unwrap();
-    let out = f.hutch(&[
-        "sandbox",
-        "run",
-        "--profile",
-        bad.to_str().unwrap(),
-        "--rootfs",
-        rootfs.to_str().unwrap(),
-        "--",
-        "true",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = profile_error(&f, &bad);
     assert!(err.contains("bad.json") && err.contains("limits.memory") && err.contains("lots"), "{err}");
 }
 
@@ -444,7 +451,6 @@ fn delegated_tiers_fail_clearly_and_select_explains_its_choice() {
 #[test]
 fn new_profile_fields_are_checked() {
     let f = Fixture::new("");
-    let rootfs = f.rootfs();
     for (doc, field) in [
         (r#"{"binds": [{"source": "relative"}]}"#, "binds[0].source"),
         (r#"{"devices": [{"path": "/dev/x", "into": "dev"}]}"#, "devices[0].into"),
@@ -453,17 +459,7 @@ fn new_profile_fields_are_checked() {
     ] {
         let file = f.dir.path().join("p.json");
         std::fs::write(&file, doc).unwrap();
-        let out = f.hutch(&[
-            "sandbox",
-            "run",
-            "--profile",
-            file.to_str().unwrap(),
-            "--rootfs",
-            rootfs.to_str().unwrap(),
-            "--",
-            "true",
-        ]);
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = profile_error(&f, &file);
         assert!(err.contains("p.json") && err.contains(field), "{doc}: {err}");
     }
 }

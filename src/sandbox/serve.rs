@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::capture::Stream;
 use super::zygote::{self, Reply};
-use super::{conclude, EndedBy, Outcome, Request, SetupError};
+use super::{conclude, EndedBy, Outcome, Request};
 use crate::cgroups::meter::Meter;
 use crate::cgroups::Cgroup;
 use crate::channel::{channel, Receiver, Sender};
@@ -88,7 +88,7 @@ struct Slot {
 
 struct Conn {
     input: OwnedFd,
-    output: OwnedFd,
+    output: std::fs::File,
     buf: Vec<u8>,
     eof: bool,
     /// Its requests queued or running.
@@ -234,7 +234,14 @@ impl<'a> Server<'a> {
         let _ = nix::fcntl::fcntl(&input, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
         self.conns.insert(
             self.next_conn,
-            Conn { input, output, buf: Vec::new(), eof: false, pending: 0, broken: false },
+            Conn {
+                input,
+                output: std::fs::File::from(output),
+                buf: Vec::new(),
+                eof: false,
+                pending: 0,
+                broken: false,
+            },
         );
         self.next_conn += 1;
     }
@@ -551,12 +558,8 @@ impl<'a> Server<'a> {
             let outcome = if let Some(message) = r.failed {
                 Outcome::setup_error_in("zygote", &Error::Usage(message))
             } else if !r.error_text.is_empty() {
-                let mut o = Outcome::setup_error_in("init", &Error::Usage(String::new()));
-                o.setup_error = Some(SetupError {
-                    stage: "init".into(),
-                    cause: String::from_utf8_lossy(&r.error_text).into(),
-                });
-                o
+                let cause = String::from_utf8_lossy(&r.error_text).into_owned();
+                Outcome::setup_error_in("init", &Error::Usage(cause))
             } else {
                 let [out, err] = r.streams;
                 conclude(r.ended_by, r.exit.unwrap_or((None, None)), usage, r.t0.elapsed(), out, err)
@@ -575,8 +578,7 @@ impl<'a> Server<'a> {
         v.as_object_mut().expect("an object").insert("id".into(), id.clone());
         let mut line = serde_json::to_vec(&v).expect("value serializes");
         line.push(b'\n');
-        let mut f = std::fs::File::from(c.output.try_clone().expect("dup"));
-        if f.write_all(&line).is_err() {
+        if (&c.output).write_all(&line).is_err() {
             c.broken = true;
         }
     }
