@@ -61,6 +61,11 @@ impl OomWatcher {
     }
 }
 
+/// The OOM kills the kernel has counted so far in the memory cgroup directory `dir`.
+pub fn kills(dir: &std::path::Path, v2: bool) -> u64 {
+    read_count(&dir.join(if v2 { "memory.events" } else { "memory.oom_control" })).unwrap_or(0)
+}
+
 fn read_count(path: &PathBuf) -> std::io::Result<u64> {
     let text = std::fs::read_to_string(path)?;
     Ok(text

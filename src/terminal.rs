@@ -71,3 +71,37 @@ pub fn send_to_socket(path: &Path, master: BorrowedFd<'_>) -> Result<(), String>
     .map_err(|e| format!("send to {}: {e}", path.display()))?;
     Ok(())
 }
+
+/// Receives a pty master sent to a `--console-socket` listener (the other end of
+/// `send_to_socket`), waiting at most `timeout` for the sender.
+pub fn receive_from_socket(
+    listener: &std::os::unix::net::UnixListener,
+    timeout: std::time::Duration,
+) -> Result<OwnedFd, String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::NONE);
+    if poll(&mut fds, ms).map_err(|e| format!("console socket: {e}"))? == 0 {
+        return Err("console socket: nothing was sent".into());
+    }
+    let (conn, _) = listener.accept().map_err(|e| format!("console socket: accept: {e}"))?;
+    let mut buf = [0u8; 256];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("console socket: recvmsg: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| format!("console socket: {e}"))? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = c {
+            if let Some(&fd) = raw.first() {
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err("console socket: the message carried no descriptor".into())
+}

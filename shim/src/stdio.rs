@@ -1,0 +1,225 @@
+//! A process's standard streams between containerd's fifos and the container.
+//!
+//! Without a terminal the container gets pipes the shim owns, and threads copy between them and
+//! the fifos: the shim can then close stdin on request and tell containerd about the end of the
+//! output (EOF on the fifo) once every holder of the container's pipes has gone. With a terminal,
+//! hutch sends the pty master to a console socket and the threads copy through the master.
+//!
+//! stdout and stderr fifos are opened read-write: the open never blocks, and a containerd that
+//! restarts finds the output it missed still in the fifo. An empty path means "not wanted".
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::runtime::ChildStdio;
+
+/// The fifo paths containerd gave for a process.
+#[derive(Debug, Clone, Default)]
+pub struct Paths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// The shim's side of a process's streams, kept while the process lives.
+#[derive(Default)]
+pub struct Io {
+    /// The writer of the container's stdin pipe, or the pty master: dropped by close_io.
+    stdin: Arc<Mutex<Option<File>>>,
+    /// containerd's stdin fifo, which the stdin thread may still be waiting to open.
+    stdin_path: String,
+    /// The pty master, for resize.
+    pub console: Option<Arc<File>>,
+}
+
+/// A console socket hutch sends the pty master to; removed when dropped.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    /// A socket under the system's temp dir: bundle paths can pass the 108 bytes of sun_path.
+    pub fn new() -> std::io::Result<ConsoleSocket> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("hutch-shim-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        Ok(ConsoleSocket { path, listener })
+    }
+
+    pub fn receive(&self) -> Result<OwnedFd, String> {
+        hutch::terminal::receive_from_socket(&self.listener, Duration::from_secs(10))
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+fn null(write: bool) -> std::io::Result<OwnedFd> {
+    Ok(OpenOptions::new().read(!write).write(write).open("/dev/null")?.into())
+}
+
+/// Opens an output fifo without blocking (see the module comment).
+fn open_output(path: &str) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(path)
+}
+
+/// Copies `from` to `to` until EOF or an error on either side, then drops both.
+fn copy_thread(mut from: File, mut to: File, name: &str) {
+    let name = name.to_string();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .expect("thread spawn");
+}
+
+/// Copies containerd's stdin fifo into `to` (which close_io may take away). The fifo is opened
+/// on the thread: the open waits for containerd's writer.
+fn stdin_thread(path: String, to: Arc<Mutex<Option<File>>>) {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let Ok(mut from) = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(&path) else {
+                return;
+            };
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut guard = to.lock().expect("stdin lock");
+                let written = guard.as_mut().is_some_and(|w| w.write_all(&buf[..n]).is_ok());
+                if !written {
+                    return;
+                }
+            }
+            // containerd closed stdin: so does the container's (a pty's master stays).
+            let mut guard = to.lock().expect("stdin lock");
+            if guard.as_ref().is_some_and(|f| !is_tty(f)) {
+                *guard = None;
+            }
+        })
+        .expect("thread spawn");
+}
+
+fn is_tty(f: &File) -> bool {
+    nix::unistd::isatty(f.as_fd()).unwrap_or(false)
+}
+
+impl Io {
+    /// Pipes for a process without a terminal: returns the shim's side (copying already) and
+    /// the streams to give hutch.
+    pub fn pipes(paths: &Paths) -> std::io::Result<(Io, ChildStdio)> {
+        let stdin_w = Arc::new(Mutex::new(None));
+        let stdin = if paths.stdin.is_empty() {
+            null(false)?
+        } else {
+            let (r, w) = pipe()?;
+            *stdin_w.lock().expect("stdin lock") = Some(File::from(w));
+            stdin_thread(paths.stdin.clone(), stdin_w.clone());
+            r
+        };
+        let mut out = Vec::new();
+        for (path, name) in [(&paths.stdout, "stdout"), (&paths.stderr, "stderr")] {
+            if path.is_empty() {
+                out.push(null(true)?);
+                continue;
+            }
+            let fifo = open_output(path)?;
+            let (r, w) = pipe()?;
+            copy_thread(File::from(r), fifo, name);
+            out.push(w);
+        }
+        let stderr = out.pop().expect("two");
+        let stdout = out.pop().expect("two");
+        let io = Io { stdin: stdin_w, stdin_path: paths.stdin.clone(), console: None };
+        Ok((io, ChildStdio { stdin, stdout, stderr }))
+    }
+
+    /// For a process with a terminal, once hutch has sent its pty master: copies stdin's fifo
+    /// into the master and the master into stdout's fifo (a terminal has no separate stderr).
+    pub fn console(paths: &Paths, master: OwnedFd) -> std::io::Result<Io> {
+        let master = File::from(master);
+        if !paths.stdout.is_empty() {
+            copy_thread(master.try_clone()?, open_output(&paths.stdout)?, "console");
+        }
+        let stdin_w = Arc::new(Mutex::new(Some(master.try_clone()?)));
+        if !paths.stdin.is_empty() {
+            stdin_thread(paths.stdin.clone(), stdin_w.clone());
+        }
+        Ok(Io { stdin: stdin_w, stdin_path: paths.stdin.clone(), console: Some(Arc::new(master)) })
+    }
+
+    /// Streams for hutch when the process has a terminal: hutch's own stdio is not the
+    /// container's, so /dev/null.
+    pub fn null_stdio() -> std::io::Result<ChildStdio> {
+        Ok(ChildStdio { stdin: null(false)?, stdout: null(true)?, stderr: null(true)? })
+    }
+
+    /// close_io: the container's stdin reaches EOF (for a terminal: sends EOF, ^D).
+    pub fn close_stdin(&self) {
+        let mut guard = self.stdin.lock().expect("stdin lock");
+        if let Some(f) = guard.as_mut() {
+            if is_tty(f) {
+                let _ = f.write_all(&[4]);
+                return;
+            }
+        }
+        *guard = None;
+    }
+
+    /// The process is gone: lets go of its stdin, and wakes a stdin thread still waiting for
+    /// containerd's writer (a writer's open completes a waiting reader's; then it reads EOF).
+    pub fn close(&self) {
+        *self.stdin.lock().expect("stdin lock") = None;
+        if !self.stdin_path.is_empty() {
+            let _ = OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&self.stdin_path);
+        }
+    }
+
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), String> {
+        let Some(c) = &self.console else { return Err("the process has no terminal".into()) };
+        hutch::terminal::resize(c.as_fd(), height as u16, width as u16).map_err(|e| format!("resize: {e}"))
+    }
+}
+
+/// Whether `path` names a fifo containerd created (and not a `binary://` or `file://` log URI,
+/// which this shim does not support).
+pub fn check_path(field: &str, path: &str) -> Result<(), String> {
+    if path.contains("://") {
+        return Err(format!("{field}: {path:?}: log URIs (binary://, file://) are not supported; give a fifo"));
+    }
+    if !path.is_empty() && !Path::new(path).exists() {
+        return Err(format!("{field}: {path}: no such fifo"));
+    }
+    Ok(())
+}
