@@ -410,7 +410,15 @@ impl containerd_shim::Task for TaskService {
                 args.push("--all");
             }
             args.extend([req.id.as_str(), signal.as_str()]);
-            runtime.run(&args, None, &bundle.join("log.json")).map_err(failed)?;
+            // With --all after init's end (the CRI does that) there may be nothing left to
+            // signal: that is the "already finished" of runc's shim, which clients accept.
+            runtime.run(&args, None, &bundle.join("log.json")).map_err(|e| {
+                if e.contains("container not running") {
+                    status(Code::NOT_FOUND, "process already finished")
+                } else {
+                    failed(e)
+                }
+            })?;
         } else {
             let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
                 .map_err(|_| status(Code::INVALID_ARGUMENT, format!("signal {} is not a signal", req.signal)))?;

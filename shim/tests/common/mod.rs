@@ -78,6 +78,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   restrict_oom_score_adj = true
   stream_server_port = "0"
   sandbox_image = "{PAUSE}"
+  # Pod network namespaces under the state dir, not /var/run/netns.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
@@ -100,6 +102,15 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             cni = dir.path().join("cni").display(),
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("config");
+        // A pod network for the CRI: ptp gives each pod a veth pair into its own namespace,
+        // and takes it away at StopPodSandbox; no bridge to clean up.
+        let cni = serde_json::json!({
+            "cniVersion": "0.4.0", "name": format!("hutch-{ns}"),
+            "plugins": [{"type": "ptp", "ipMasq": false, "ipam": {
+                "type": "host-local", "subnet": format!("10.250.{}.0/24", std::process::id() % 250),
+                "dataDir": dir.path().join("ipam")}}]
+        });
+        std::fs::write(dir.path().join("cni/10-hutch.conflist"), cni.to_string()).expect("cni conf");
         let mut c = Containerd { ns: ns.to_string(), dir, run, socket, daemon: None };
         c.start_daemon();
         c.ctr(&["images", "import", &images.join("busybox.tar").display().to_string()]).ok();
