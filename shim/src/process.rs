@@ -96,6 +96,9 @@ pub struct Container {
     pub mounted_rootfs: bool,
     /// Set when the OOM watcher should stop (the container is deleted).
     pub oom: Option<Arc<crate::oom::Watch>>,
+    /// While Start runs, init's exit waits here: containerd must see TaskStart before TaskExit.
+    pub starting: bool,
+    pub held_exit: Option<Exit>,
 }
 
 impl Container {

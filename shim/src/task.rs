@@ -74,13 +74,24 @@ impl TaskService {
     fn start_init(&self, id: &str) -> TtrpcResult<api::StartResponse> {
         let (runtime, bundle, pid) = self.container(id)?;
         {
-            let t = self.lock();
-            let init = &t.containers[id].init;
-            if init.status() != api::Status::CREATED {
+            let mut t = self.lock();
+            let c = t.containers.get_mut(id).ok_or_else(|| not_found(id, ""))?;
+            if c.init.status() != api::Status::CREATED || c.starting {
                 return Err(status(Code::FAILED_PRECONDITION, format!("container {id} is not created")));
             }
+            c.starting = true;
         }
-        runtime.run(&["start", id], None, &bundle.join("log.json")).map_err(failed)?;
+        let started = runtime.run(&["start", id], None, &bundle.join("log.json"));
+        if let Err(e) = started {
+            let mut t = self.lock();
+            if let Some(c) = t.containers.get_mut(id) {
+                c.starting = false;
+                if let Some(exit) = c.held_exit.take() {
+                    record_exit(&self.events, c, "", exit);
+                }
+            }
+            return Err(failed(e));
+        }
         let watch = hutch::container::Container::load(&runtime.root, id)
             .ok()
             .map(|c| c.cgroup())
@@ -90,8 +101,12 @@ impl TaskService {
         if let Some(c) = t.containers.get_mut(id) {
             c.init.status = api::Status::RUNNING;
             c.oom = watch;
+            c.starting = false;
+            self.events.send(TaskStart { container_id: id.to_string(), pid: pid as u32, ..Default::default() });
+            if let Some(exit) = c.held_exit.take() {
+                record_exit(&self.events, c, "", exit);
+            }
         }
-        self.events.send(TaskStart { container_id: id.to_string(), pid: pid as u32, ..Default::default() });
         Ok(api::StartResponse { pid: pid as u32, ..Default::default() })
     }
 
@@ -244,7 +259,11 @@ fn start_exit_handler(table: Arc<Mutex<Table>>, events: Events) {
                 match found {
                     Some((id, exec_id)) => {
                         let c = t.containers.get_mut(&id).expect("found");
-                        record_exit(&events, c, &exec_id, exit);
+                        if exec_id.is_empty() && c.starting {
+                            c.held_exit = Some(exit);
+                        } else {
+                            record_exit(&events, c, &exec_id, exit);
+                        }
                     }
                     None => t.keep_unmatched(pid, exit),
                 }
@@ -343,6 +362,8 @@ impl containerd_shim::Task for TaskService {
             execs: Default::default(),
             mounted_rootfs: mounted,
             oom: None,
+            starting: false,
+            held_exit: None,
         });
         self.events.send(TaskCreate {
             container_id: id.to_string(),

@@ -136,13 +136,18 @@ fn pod_with_an_app_container_through_the_cri() {
         assert!(cpu > 0, "cpu usage {cpu}");
         assert!(memory > 0, "memory working set {memory}");
 
-        // The container's output went to its CRI log through the shim's fifos.
-        let r = cri
-            .exec_sync(ExecSyncRequest { container_id: app.clone(), cmd: vec!["true".into()], timeout: 10 })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(r.exit_code, 0);
+        // UpdateContainerResources reaches the cgroup (through the shim's Update and hutch update).
+        cri.update_container_resources(UpdateContainerResourcesRequest {
+            container_id: app.clone(),
+            linux: Some(LinuxContainerResources { memory_limit_in_bytes: 96 << 20, ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}"));
+        let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{CGROUP_PARENT}/{app}/memory.limit_in_bytes"))
+            .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{CGROUP_PARENT}/{app}/memory.max")))
+            .unwrap();
+        assert_eq!(limit.trim(), (96u64 << 20).to_string());
 
         cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
         let status = cri

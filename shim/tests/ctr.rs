@@ -219,7 +219,8 @@ fn oom_kill_is_published_as_a_task_oom_event() {
     let line = |topic: &str| log.lines().position(|l| l.contains(topic) && l.contains("\"hog\""));
     let oom = line("/tasks/oom").unwrap_or_else(|| panic!("no /tasks/oom for hog in:\n{log}"));
     let exit = line("/tasks/exit").unwrap_or_else(|| panic!("no /tasks/exit in:\n{log}"));
-    assert!(oom < exit, "the OOM event must come before the exit:\n{log}");
+    let start = line("/tasks/start").unwrap_or_else(|| panic!("no /tasks/start in:\n{log}"));
+    assert!(start < oom && oom < exit, "events out of order (start, oom, exit):\n{log}");
     assert_clean(&c);
 }
 
