@@ -80,7 +80,8 @@ pub fn receive_from_socket(
 ) -> Result<OwnedFd, String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::NONE);
+    let ms =
+        PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::NONE);
     if poll(&mut fds, ms).map_err(|e| format!("console socket: {e}"))? == 0 {
         return Err("console socket: nothing was sent".into());
     }

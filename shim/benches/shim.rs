@@ -78,9 +78,18 @@ fn main() {
             rss[k].push((exe_name(pid), rss_kib(pid)));
         }
     }
-    let avg = |v: &[(String, u64)]| v.iter().map(|(_, r)| *r).sum::<u64>() as f64 / v.len().max(1) as f64 / 1024.0;
+    let avg =
+        |v: &[(String, u64)]| v.iter().map(|(_, r)| *r).sum::<u64>() as f64 / v.len().max(1) as f64 / 1024.0;
     println!("shim: resident memory per running container ({n} containers, one shim each)");
-    println!("  {:28} {:6.1} MiB", rss[0].first().map(|(n, _)| n.as_str()).unwrap_or("hutch shim"), avg(&rss[0]));
-    println!("  {:28} {:6.1} MiB", rss[1].first().map(|(n, _)| n.as_str()).unwrap_or("runc shim"), avg(&rss[1]));
+    println!(
+        "  {:28} {:6.1} MiB",
+        rss[0].first().map(|(n, _)| n.as_str()).unwrap_or("hutch shim"),
+        avg(&rss[0])
+    );
+    println!(
+        "  {:28} {:6.1} MiB",
+        rss[1].first().map(|(n, _)| n.as_str()).unwrap_or("runc shim"),
+        avg(&rss[1])
+    );
     println!("  ratio hutch/runc (RSS): {:.2}", avg(&rss[0]) / avg(&rss[1]));
 }

@@ -131,7 +131,8 @@ fn for_v2(s: &cgroups_rs::CgroupStats) -> v2::Metrics {
     let r = &s.memory;
     let (usage, usage_limit, max_usage) =
         r.memory.as_ref().map_or((0, u64::MAX, 0), |m| (m.usage, limit(m.limit), m.max_usage));
-    let (swap_usage, swap_limit) = r.memory_swap.as_ref().map_or((0, u64::MAX), |m| (m.usage, limit(m.limit)));
+    let (swap_usage, swap_limit) =
+        r.memory_swap.as_ref().map_or((0, u64::MAX), |m| (m.usage, limit(m.limit)));
     m.memory = MessageField::some(v2::MemoryStat {
         file: r.cache,
         anon: r.rss,

@@ -53,7 +53,8 @@ impl Runtime {
     }
 
     pub fn load(bundle: &Path) -> Option<Runtime> {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join(RUNTIME_FILE)).ok()?).ok()?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join(RUNTIME_FILE)).ok()?).ok()?;
         Some(Runtime { binary: v["binary"].as_str()?.into(), root: v["root"].as_str()?.into() })
     }
 

@@ -202,7 +202,10 @@ impl Io {
     pub fn close(&self) {
         *self.stdin.lock().expect("stdin lock") = None;
         if !self.stdin_path.is_empty() {
-            let _ = OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&self.stdin_path);
+            let _ = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&self.stdin_path);
         }
     }
 
@@ -216,7 +219,9 @@ impl Io {
 /// which this shim does not support).
 pub fn check_path(field: &str, path: &str) -> Result<(), String> {
     if path.contains("://") {
-        return Err(format!("{field}: {path:?}: log URIs (binary://, file://) are not supported; give a fifo"));
+        return Err(format!(
+            "{field}: {path:?}: log URIs (binary://, file://) are not supported; give a fifo"
+        ));
     }
     if !path.is_empty() && !Path::new(path).exists() {
         return Err(format!("{field}: {path}: no such fifo"));

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use containerd_shim::api;
 use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused, TaskResumed,
+    TaskStart,
 };
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::ttrpc::{self, Code};
@@ -102,7 +103,11 @@ impl TaskService {
             c.init.status = api::Status::RUNNING;
             c.oom = watch;
             c.starting = false;
-            self.events.send(TaskStart { container_id: id.to_string(), pid: pid as u32, ..Default::default() });
+            self.events.send(TaskStart {
+                container_id: id.to_string(),
+                pid: pid as u32,
+                ..Default::default()
+            });
             if let Some(exit) = c.held_exit.take() {
                 record_exit(&self.events, c, "", exit);
             }
@@ -120,7 +125,10 @@ impl TaskService {
             }
             let p = c.execs.get(exec_id).ok_or_else(|| not_found(id, exec_id))?;
             let Some(spec) = p.spec.clone() else {
-                return Err(status(Code::FAILED_PRECONDITION, format!("process {exec_id} was started already")));
+                return Err(status(
+                    Code::FAILED_PRECONDITION,
+                    format!("process {exec_id} was started already"),
+                ));
             };
             (spec, p.paths.clone())
         };
@@ -231,7 +239,8 @@ fn record_exit(events: &Events, c: &mut Container, exec_id: &str, exit: Exit) {
     });
     if exec_id.is_empty() {
         for e in c.execs.values().filter(|e| e.pid > 0 && e.exit.get().is_none()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -273,7 +282,9 @@ fn start_exit_handler(table: Arc<Mutex<Table>>, events: Events) {
 }
 
 /// The runtime options containerd passes (runc's Options: BinaryName, Root), when given.
-fn options(any: &MessageField<containerd_shim::protos::protobuf::well_known_types::any::Any>) -> (String, String) {
+fn options(
+    any: &MessageField<containerd_shim::protos::protobuf::well_known_types::any::Any>,
+) -> (String, String) {
     let Some(a) = any.as_ref().filter(|a| a.type_url.ends_with("containerd.runc.v1.Options")) else {
         return Default::default();
     };
@@ -298,7 +309,11 @@ fn umount_rootfs(bundle: &Path) {
 }
 
 impl containerd_shim::Task for TaskService {
-    fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
         let id = req.id.as_str();
         check_id("id", id)?;
         if self.lock().containers.contains_key(id) {
@@ -326,7 +341,12 @@ impl containerd_shim::Task for TaskService {
                     containerd_shim::mount::mount_rootfs(Some(&m.type_), Some(&m.source), &m.options, &rootfs)
                 {
                     umount_rootfs(&bundle);
-                    return Err(failed(format!("mount {} {} on {}: {e}", m.type_, m.source, rootfs.display())));
+                    return Err(failed(format!(
+                        "mount {} {} on {}: {e}",
+                        m.type_,
+                        m.source,
+                        rootfs.display()
+                    )));
                 }
             }
         }
@@ -441,8 +461,9 @@ impl containerd_shim::Task for TaskService {
                 }
             })?;
         } else {
-            let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
-                .map_err(|_| status(Code::INVALID_ARGUMENT, format!("signal {} is not a signal", req.signal)))?;
+            let sig = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|_| {
+                status(Code::INVALID_ARGUMENT, format!("signal {} is not a signal", req.signal))
+            })?;
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
                 .map_err(|e| failed(format!("signal {sig} to {pid}: {e}")))?;
         }
@@ -583,7 +604,9 @@ impl containerd_shim::Task for TaskService {
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
         let (runtime, bundle, _) = self.container(&req.id)?;
-        let out = runtime.run(&["ps", "--format", "json", &req.id], None, &bundle.join("log.json")).map_err(failed)?;
+        let out = runtime
+            .run(&["ps", "--format", "json", &req.id], None, &bundle.join("log.json"))
+            .map_err(failed)?;
         let pids: Vec<u32> = serde_json::from_str(&out).map_err(|e| failed(format!("hutch ps: {e}")))?;
         let processes = pids
             .into_iter()
@@ -604,9 +627,11 @@ impl containerd_shim::Task for TaskService {
         let (runtime, bundle, _) = self.container(&req.id)?;
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let file = bundle.join(format!("update-{n}.json"));
-        std::fs::write(&file, &req.resources.value).map_err(|e| failed(format!("write {}: {e}", file.display())))?;
+        std::fs::write(&file, &req.resources.value)
+            .map_err(|e| failed(format!("write {}: {e}", file.display())))?;
         let file_arg = file.display().to_string();
-        let result = runtime.run(&["update", "--resources", &file_arg, &req.id], None, &bundle.join("log.json"));
+        let result =
+            runtime.run(&["update", "--resources", &file_arg, &req.id], None, &bundle.join("log.json"));
         let _ = std::fs::remove_file(&file);
         result.map_err(failed)?;
         Ok(api::Empty::new())
@@ -614,7 +639,8 @@ impl containerd_shim::Task for TaskService {
 
     fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
         let (runtime, _, _) = self.container(&req.id)?;
-        let c = hutch::container::Container::load(&runtime.root, &req.id).map_err(|e| failed(e.to_string()))?;
+        let c =
+            hutch::container::Container::load(&runtime.root, &req.id).map_err(|e| failed(e.to_string()))?;
         let any = crate::metrics::any(&c.cgroup()).map_err(failed)?;
         Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
     }
@@ -641,7 +667,9 @@ impl containerd_shim::Task for TaskService {
 impl TaskService {
     fn freeze(&self, id: &str, pause: bool) -> TtrpcResult<api::Empty> {
         let (runtime, bundle, _) = self.container(id)?;
-        runtime.run(&[if pause { "pause" } else { "resume" }, id], None, &bundle.join("log.json")).map_err(failed)?;
+        runtime
+            .run(&[if pause { "pause" } else { "resume" }, id], None, &bundle.join("log.json"))
+            .map_err(failed)?;
         if let Some(c) = self.lock().containers.get_mut(id) {
             c.init.status = if pause { api::Status::PAUSED } else { api::Status::RUNNING };
         }

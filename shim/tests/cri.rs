@@ -70,7 +70,10 @@ fn pod_with_an_app_container_through_the_cri() {
             ..Default::default()
         };
         let pod = cri
-            .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: "hutch".into() })
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_config.clone()),
+                runtime_handler: "hutch".into(),
+            })
             .await
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log()))
             .into_inner()
@@ -144,9 +147,11 @@ fn pod_with_an_app_container_through_the_cri() {
         })
         .await
         .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}"));
-        let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{CGROUP_PARENT}/{app}/memory.limit_in_bytes"))
-            .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{CGROUP_PARENT}/{app}/memory.max")))
-            .unwrap();
+        let limit = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory{CGROUP_PARENT}/{app}/memory.limit_in_bytes"
+        ))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{CGROUP_PARENT}/{app}/memory.max")))
+        .unwrap();
         assert_eq!(limit.trim(), (96u64 << 20).to_string());
 
         cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();

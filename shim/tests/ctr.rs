@@ -21,7 +21,8 @@ fn assert_clean(c: &Containerd) {
     let root = c.hutch_root(&c.ns);
     let left: Vec<_> = std::fs::read_dir(&root).into_iter().flatten().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "hutch state left: {left:?}");
-    let mounts: Vec<_> = c.mounts().into_iter().filter(|m| m.contains("io.containerd.runtime.v2.task")).collect();
+    let mounts: Vec<_> =
+        c.mounts().into_iter().filter(|m| m.contains("io.containerd.runtime.v2.task")).collect();
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let ns_dir = h.path().join(&c.ns);
@@ -87,14 +88,24 @@ fn exec_ps_pause_resume_metrics_kill() {
 
     // exec: output and exit code come back; the process sees the container's pid namespace.
     let out = c.ctr_raw(&[
-        "task", "exec", "--fifo-dir", &fifo, "--exec-id", "x1", "bg", "sh", "-c", "echo pid1=$(cat /proc/1/comm); exit 5",
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "x1",
+        "bg",
+        "sh",
+        "-c",
+        "echo pid1=$(cat /proc/1/comm); exit 5",
     ]);
     assert_eq!(text(&out.stdout), "pid1=sleep\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(5));
 
     // ps: the init, as a host pid.
     let ps = c.ctr(&["task", "ps", "bg"]).unwrap();
-    let pids: Vec<i32> = ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+    let pids: Vec<i32> =
+        ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
     assert_eq!(pids.len(), 1, "{ps}");
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", pids[0])).unwrap();
     assert_eq!(comm.trim(), "sleep");
@@ -184,13 +195,8 @@ fn terminal_task_gets_a_pty_input_and_the_clients_size() {
 #[test]
 fn oom_kill_is_published_as_a_task_oom_event() {
     let c = Containerd::start("shimoom");
-    let mut events = Command::new("ctr")
-        .arg("-a")
-        .arg(&c.socket)
-        .arg("events")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut events =
+        Command::new("ctr").arg("-a").arg(&c.socket).arg("events").stdout(Stdio::piped()).spawn().unwrap();
     let stdout = events.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -201,8 +207,19 @@ fn oom_kill_is_published_as_a_task_oom_event() {
     });
     let fifo = c.fifo_dir();
     let out = c.ctr_raw(&[
-        "run", "--rm", "--memory-limit", "33554432", "--runtime", HUTCH, "--fifo-dir", &fifo, BUSYBOX, "hog",
-        "sh", "-c", "x=a; while true; do x=$x$x; done",
+        "run",
+        "--rm",
+        "--memory-limit",
+        "33554432",
+        "--runtime",
+        HUTCH,
+        "--fifo-dir",
+        &fifo,
+        BUSYBOX,
+        "hog",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
     ]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
     // The run's last event is the container's delete.
@@ -247,7 +264,8 @@ fn tasks_survive_a_containerd_restart() {
     assert_eq!(c.task_status("keep").as_deref(), Some("RUNNING"));
     assert_eq!(c.shims(), shims);
     let fifo = c.fifo_dir();
-    let out = c.ctr_raw(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "after", "keep", "echo", "still here"]);
+    let out =
+        c.ctr_raw(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "after", "keep", "echo", "still here"]);
     assert_eq!(text(&out.stdout), "still here\n", "{}", text(&out.stderr));
     c.ctr(&["task", "kill", "-s", "SIGKILL", "keep"]).unwrap();
     c.wait_for("the task to stop", || c.task_status("keep").as_deref() == Some("STOPPED"));
