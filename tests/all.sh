@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 cargo test --release --workspace
 
 # The test binaries cargo just built, by target name.
-binaries=$(cargo test --release --no-run --message-format=json 2>/dev/null | python3 -c '
+binaries=$(cargo test --release --workspace --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
