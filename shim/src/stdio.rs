@@ -215,16 +215,20 @@ impl Io {
     }
 }
 
-/// Whether `path` names a fifo containerd created (and not a `binary://` or `file://` log URI,
-/// which this shim does not support).
-pub fn check_path(field: &str, path: &str) -> Result<(), String> {
-    if path.contains("://") {
-        return Err(format!(
-            "{field}: {path:?}: log URIs (binary://, file://) are not supported; give a fifo"
-        ));
+impl Paths {
+    /// The paths of a request, each checked to name a fifo containerd created (or be empty), and
+    /// not a `binary://` or `file://` log URI, which this shim does not support.
+    pub fn checked(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Result<Paths, String> {
+        for (field, path) in [("stdin", stdin), ("stdout", stdout), ("stderr", stderr)] {
+            if path.contains("://") {
+                return Err(format!(
+                    "{field}: {path:?}: log URIs (binary://, file://) are not supported; give a fifo"
+                ));
+            }
+            if !path.is_empty() && !Path::new(path).exists() {
+                return Err(format!("{field}: {path}: no such fifo"));
+            }
+        }
+        Ok(Paths { stdin: stdin.into(), stdout: stdout.into(), stderr: stderr.into(), terminal })
     }
-    if !path.is_empty() && !Path::new(path).exists() {
-        return Err(format!("{field}: {path}: no such fifo"));
-    }
-    Ok(())
 }

@@ -20,7 +20,7 @@ use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use crate::events::{timestamp, Events};
 use crate::process::{Container, Exit, ExitCell, Process, Table};
 use crate::runtime::Runtime;
-use crate::stdio::{self, ConsoleSocket, Io, Paths};
+use crate::stdio::{ConsoleSocket, Io, Paths};
 
 fn status(code: Code, message: impl Into<String>) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.into()))
@@ -319,15 +319,8 @@ impl containerd_shim::Task for TaskService {
         if self.lock().containers.contains_key(id) {
             return Err(status(Code::ALREADY_EXISTS, format!("container {id} already exists")));
         }
-        let paths = Paths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        for (field, p) in [("stdin", &paths.stdin), ("stdout", &paths.stdout), ("stderr", &paths.stderr)] {
-            stdio::check_path(field, p).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
-        }
+        let paths = Paths::checked(&req.stdin, &req.stdout, &req.stderr, req.terminal)
+            .map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
         let bundle = PathBuf::from(&req.bundle);
         let (binary, root) = options(&req.options);
         let runtime = Runtime::new(&binary, &root, &self.namespace);
@@ -475,15 +468,8 @@ impl containerd_shim::Task for TaskService {
         let mut spec: serde_json::Value = serde_json::from_slice(&req.spec.value)
             .map_err(|e| status(Code::INVALID_ARGUMENT, format!("spec: not an OCI process: {e}")))?;
         spec["terminal"] = serde_json::Value::Bool(req.terminal);
-        let paths = Paths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        for (field, p) in [("stdin", &paths.stdin), ("stdout", &paths.stdout), ("stderr", &paths.stderr)] {
-            stdio::check_path(field, p).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
-        }
+        let paths = Paths::checked(&req.stdin, &req.stdout, &req.stderr, req.terminal)
+            .map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
         let mut t = self.lock();
         let c = t.containers.get_mut(&req.id).ok_or_else(|| not_found(&req.id, ""))?;
         if c.init.status() != api::Status::RUNNING && c.init.status() != api::Status::PAUSED {
