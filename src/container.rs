@@ -30,6 +30,10 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// The container lives only as long as this process (a sandbox run): no copy of its
+    /// config is kept for later commands (exec, hooks), and its state is first written once
+    /// init exists; a directory without state still tells `delete` its default cgroup.
+    pub ephemeral: bool,
 }
 
 pub struct Container {
@@ -127,9 +131,14 @@ fn create_job(
         );
     }
     let mut cleanup = Cleanup { dir: Some(dir), cgroup: None };
-    // Should this process die half-way, `delete` learns from this which cgroup to remove.
-    cleanup.dir.as_ref().expect("set").save(&state)?;
-    cleanup.dir.as_ref().expect("set").save_config(&config.spec)?;
+    let default_cgroup = linux.and_then(|l| l.cgroups_path().as_ref()).is_none();
+    if !(opts.ephemeral && default_cgroup) {
+        // Should this process die half-way, `delete` learns from this which cgroup to remove.
+        cleanup.dir.as_ref().expect("set").save(&state)?;
+    }
+    if !opts.ephemeral {
+        cleanup.dir.as_ref().expect("set").save_config(&config.spec)?;
+    }
     let resources = Cgroup::resources_with_devices(
         linux.and_then(|l| l.resources().as_ref()),
         linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),

@@ -194,6 +194,22 @@ fn update_changes_a_live_limit() {
 }
 
 #[test]
+fn memory_limits_can_be_raised_and_lowered() {
+    // memory+swap may never be below memory: raising writes memsw first, lowering last.
+    let mut f = Fixture::new("sleep 1000");
+    f.config["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    let id = start_detached(&mut f);
+    let file = f.dir.path().join("res.json");
+    for mib in [128u64, 48] {
+        std::fs::write(&file, json!({"memory": {"limit": mib << 20, "swap": mib << 20}}).to_string())
+            .unwrap();
+        let out = f.hutch(&["update", "--resources", file.to_str().unwrap(), &id]);
+        assert!(out.status.success(), "to {mib} MiB: {}", stderr(&out));
+        assert_eq!(stats(&f, &id)["memory"]["usage"]["limit"], json!(mib << 20), "to {mib} MiB");
+    }
+}
+
+#[test]
 fn update_from_a_resources_file() {
     let mut f = Fixture::new("sleep 1000");
     let id = start_detached(&mut f);

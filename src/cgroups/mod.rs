@@ -14,7 +14,9 @@ use cgroups_rs::fs::hierarchies;
 use cgroups_rs::{CgroupPid, FreezerState, Manager};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources};
+use oci_spec::runtime::{
+    LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemory, LinuxResources,
+};
 
 use crate::error::{Error, Result};
 
@@ -260,6 +262,12 @@ impl Cgroup {
         if v2 {
             rest.set_devices(None);
         }
+        if !v2 {
+            strip_v1_memory_limits(&mut rest);
+            if let Some(m) = res.memory() {
+                self.set_v1_memory_limits(m)?;
+            }
+        }
         let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
         manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
         if let Some(rules) = v2_devices {
@@ -289,6 +297,46 @@ impl Cgroup {
             for (field, key, value) in v2_writes {
                 part.write(&key, &value).map_err(|e| (field, e))?;
             }
+        }
+        Ok(())
+    }
+
+    /// v1's memory and memory+swap limits, written in the order the kernel accepts (memsw
+    /// never below the memory limit at any step). cgroups-rs learns the current limit by
+    /// reading memory.stat and ten more files, a visible part of a sandbox's start; one read
+    /// of memory.limit_in_bytes does. As in runc, limit -1 without swap lifts both.
+    fn set_v1_memory_limits(&self, m: &LinuxMemory) -> std::result::Result<(), (String, String)> {
+        let limit = m.limit().unwrap_or(0);
+        let swap = match m.swap().unwrap_or(0) {
+            0 if limit == -1 => -1,
+            s => s,
+        };
+        if limit == 0 && swap == 0 {
+            return Ok(());
+        }
+        let dir = self
+            .v1_dir("memory")
+            .ok_or_else(|| (".memory".to_string(), "this host has no memory controller".to_string()))?;
+        let io = |field: &str, file: &Path, e: std::io::Error| {
+            (format!(".memory.{field}"), format!("{}: {e}", file.display()))
+        };
+        let write = |field: &str, name: &str, value: i64| {
+            let file = dir.join(name);
+            std::fs::write(&file, value.to_string()).map_err(|e| io(field, &file, e))
+        };
+        let swap_first = limit != 0 && swap != 0 && {
+            let file = dir.join("memory.limit_in_bytes");
+            let now = std::fs::read_to_string(&file).map_err(|e| io("limit", &file, e))?;
+            swap == -1 || now.trim().parse::<i64>().unwrap_or(i64::MAX) < swap
+        };
+        if swap_first {
+            write("swap", "memory.memsw.limit_in_bytes", swap)?;
+        }
+        if limit != 0 {
+            write("limit", "memory.limit_in_bytes", limit)?;
+        }
+        if swap != 0 && !swap_first {
+            write("swap", "memory.memsw.limit_in_bytes", swap)?;
         }
         Ok(())
     }
@@ -416,7 +464,14 @@ impl Cgroup {
         if self.cg.v2() && resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
             return Err(self.err("update: changing device rules on cgroup v2 is not supported"));
         }
-        self.manager()?.set(resources).map_err(|e| self.err(format!("update: {e}")))
+        let mut rest = resources.clone();
+        if !self.cg.v2() {
+            strip_v1_memory_limits(&mut rest);
+            if let Some(m) = resources.memory() {
+                self.set_v1_memory_limits(m).map_err(|(field, e)| self.err(format!("update{field}: {e}")))?;
+            }
+        }
+        self.manager()?.set(&rest).map_err(|e| self.err(format!("update: {e}")))
     }
 
     pub fn stats(&self) -> Result<cgroups_rs::CgroupStats> {
@@ -470,5 +525,14 @@ impl Cgroup {
             self.signal_all(Signal::SIGKILL)?;
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+/// Takes the memory limits out of `res`, for `Cgroup::set_v1_memory_limits` to write.
+fn strip_v1_memory_limits(res: &mut LinuxResources) {
+    if let Some(mut m) = res.memory().clone() {
+        m.set_limit(None);
+        m.set_swap(None);
+        res.set_memory(Some(m));
     }
 }

@@ -313,7 +313,8 @@ fn run_inner(req: &Request) -> Result<Outcome> {
     let config = Config::from_spec(spec, bundle, req.profile_file.clone())?;
     let id =
         format!("sbx-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let opts = CreateOptions { root: req.root.clone(), id: id.clone(), ..Default::default() };
+    let opts =
+        CreateOptions { root: req.root.clone(), id: id.clone(), ephemeral: true, ..Default::default() };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let stdin: OwnedFd = match &req.stdin {

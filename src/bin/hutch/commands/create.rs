@@ -33,6 +33,7 @@ impl Args {
             console_socket: self.console_socket.clone(),
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
+            ephemeral: false,
         }
     }
 }
