@@ -30,9 +30,10 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
-    /// The container lives only as long as this process (a sandbox run): no copy of its
-    /// config is kept for later commands (exec, hooks), and its state is first written once
-    /// init exists; a directory without state still tells `delete` its default cgroup.
+    /// The container lives only as long as this process (a sandbox run; init has a parent-death
+    /// signal): no copy of its config is kept for later commands (exec, hooks), and its state
+    /// is written once, by start. Until then a directory without state still tells `delete`
+    /// the default cgroup to remove.
     pub ephemeral: bool,
 }
 
@@ -143,12 +144,7 @@ fn create_job(
         linux.and_then(|l| l.resources().as_ref()),
         linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),
     );
-    let controllers: Option<Vec<String>> = config
-        .spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(crate::cgroups::CONTROLLERS_ANNOTATION))
-        .map(|v| v.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect());
+    let controllers = Cgroup::controllers_of(config.spec.annotations().as_ref());
     let cgroup = cleanup.cgroup.insert(Cgroup::create(
         &cg_path,
         Some(&resources),
@@ -189,8 +185,9 @@ fn create_job(
         state.status = Status::Created;
         state.pid = init.as_raw();
         state.pid_start = pid_start;
-        let dir = cleanup.dir.as_ref().expect("set");
-        dir.save(&state)?;
+        if !opts.ephemeral {
+            cleanup.dir.as_ref().expect("set").save(&state)?;
+        }
         if let Some(p) = &opts.pid_file {
             state::write_atomic(p, &init.to_string())?;
         }
@@ -509,7 +506,7 @@ impl Container {
             "" => Cgroup::path_for(None, &self.state.id),
             p => p.to_string(),
         };
-        Cgroup::open(&path)
+        Cgroup::open(&path, Cgroup::controllers_of(Some(&self.state.annotations)).as_deref())
     }
 
     /// Removes a container. A created or stopped one goes as is (a created init is killed, as

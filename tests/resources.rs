@@ -98,13 +98,15 @@ fn cpu_quota_throttles() {
 #[test]
 fn devices_outside_the_allow_list_cannot_be_opened() {
     // The node can be made (c *:* m), but the cgroup refuses to open it.
-    let mut f =
-        Fixture::new("mknod /tmp/mem c 1 1 && head -c1 /tmp/mem; echo null >/dev/null && echo null-ok");
+    let mut f = Fixture::new(
+        "mknod /tmp/mem c 1 1 && echo made; head -c1 /tmp/mem; echo null >/dev/null && echo null-ok",
+    );
     f.config["process"]["capabilities"]["bounding"] = json!(["CAP_MKNOD"]);
     f.config["process"]["capabilities"]["effective"] = json!(["CAP_MKNOD"]);
     f.config["process"]["capabilities"]["permitted"] = json!(["CAP_MKNOD"]);
     let (code, out, err) = f.run();
     assert_eq!(code, 0, "{err}");
+    assert!(out.contains("made"), "mknod refused: {err}");
     assert!(err.contains("Operation not permitted"), "{err}");
     assert!(out.contains("null-ok"), "{out}");
 }

@@ -160,7 +160,7 @@ impl Cgroup {
         controllers: Option<&[String]>,
     ) -> Result<Cgroup> {
         // Taking over a cgroup that holds processes would let delete kill strangers.
-        let existing = Cgroup::open(path);
+        let existing = Cgroup::open(path, controllers);
         if existing.cg.exists() && !existing.procs().is_empty() {
             return Err(Error::config(
                 file,
@@ -268,6 +268,9 @@ impl Cgroup {
                 self.set_v1_memory_limits(m)?;
             }
         }
+        if !v2 {
+            v1_wildcards(&mut rest);
+        }
         let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
         manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
         if let Some(rules) = v2_devices {
@@ -358,14 +361,30 @@ impl Cgroup {
             .map(|s| s.to_controller().path().to_path_buf())
     }
 
-    /// An existing container's cgroup.
-    pub fn open(path: &str) -> Cgroup {
-        let unified = if is_unified() {
-            None
-        } else {
-            unified::mount_point().and_then(|m| Unified::existing(&m, path))
+    /// An existing container's cgroup, in the v1 `controllers` it was made with when it was
+    /// narrowed to some (CONTROLLERS_ANNOTATION), else in every hierarchy.
+    pub fn open(path: &str, controllers: Option<&[String]>) -> Cgroup {
+        if is_unified() {
+            return Cgroup {
+                path: path.to_string(),
+                cg: cgroups_rs::fs::Cgroup::load(hierarchy(), path),
+                unified: None,
+            };
+        }
+        let unified = unified::mount_point().and_then(|m| Unified::existing(&m, path));
+        let cg = match controllers {
+            Some(c) => cgroups_rs::fs::Cgroup::load_with_specified_controllers(hierarchy(), path, c.to_vec()),
+            None => cgroups_rs::fs::Cgroup::load(hierarchy(), path),
         };
-        Cgroup { path: path.to_string(), cg: cgroups_rs::fs::Cgroup::load(hierarchy(), path), unified }
+        Cgroup { path: path.to_string(), cg, unified }
+    }
+
+    /// The v1 controllers a container's annotations narrow its cgroup to.
+    pub fn controllers_of(
+        annotations: Option<&std::collections::HashMap<String, String>>,
+    ) -> Option<Vec<String>> {
+        let list = annotations?.get(CONTROLLERS_ANNOTATION)?;
+        Some(list.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
     }
 
     pub fn path(&self) -> &str {
@@ -466,6 +485,7 @@ impl Cgroup {
         }
         let mut rest = resources.clone();
         if !self.cg.v2() {
+            v1_wildcards(&mut rest);
             strip_v1_memory_limits(&mut rest);
             if let Some(m) = resources.memory() {
                 self.set_v1_memory_limits(m).map_err(|(field, e)| self.err(format!("update{field}: {e}")))?;
@@ -495,12 +515,15 @@ impl Cgroup {
     }
 
     /// The default parent (`hutch`) is hutch's own: once its last container is gone it goes too,
-    /// in every hierarchy. rmdir refuses while another container's cgroup is in it.
+    /// in each hierarchy the container used. rmdir refuses while another container's cgroup
+    /// is in it.
     fn remove_empty_parent(&self) {
         let Some(("hutch", _)) = self.path.split_once('/') else { return };
-        let _ = std::fs::remove_dir("/sys/fs/cgroup/hutch");
-        for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(entry.path().join("hutch"));
+        let dirs = self.cg.subsystems().iter().map(|s| s.to_controller().path().to_path_buf());
+        for dir in dirs.chain(self.unified.iter().map(|u| u.dir.clone())) {
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
     }
 
@@ -535,4 +558,19 @@ fn strip_v1_memory_limits(res: &mut LinuxResources) {
         m.set_swap(None);
         res.set_memory(Some(m));
     }
+}
+
+/// A device rule without major or minor means every number (runtime spec); cgroups-rs writes
+/// an absent one as 0 and only -1 as `*`, so "c *:* m" would become "c 0:0 m".
+fn v1_wildcards(res: &mut LinuxResources) {
+    let Some(rules) = res.devices().clone() else { return };
+    let rules = rules
+        .into_iter()
+        .map(|mut r| {
+            r.set_major(Some(r.major().unwrap_or(-1)));
+            r.set_minor(Some(r.minor().unwrap_or(-1)));
+            r
+        })
+        .collect();
+    res.set_devices(Some(rules));
 }

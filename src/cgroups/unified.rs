@@ -22,6 +22,13 @@ pub fn mount_point() -> Option<PathBuf> {
 }
 
 fn hybrid_mount_point() -> Option<PathBuf> {
+    // Where systemd mounts it, known by one statfs instead of a parse of mountinfo.
+    let usual = Path::new("/sys/fs/cgroup/unified");
+    if nix::sys::statfs::statfs(usual)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    {
+        return Some(usual.to_path_buf());
+    }
     let me = procfs::process::Process::myself().ok()?;
     me.mountinfo()
         .ok()?
