@@ -7,4 +7,6 @@ if ! dpkg -s busybox-static >/dev/null 2>&1; then
 fi
 cargo build --release --quiet
 bash bundles/setup.sh
-exec ./target/release/hutch --root "${HUTCH_ROOT:-/run/hutch}" run --bundle bundles/hello "demo-$$"
+# .cargo/config.toml builds for the host's own triple (static linking): binaries are under it.
+bin=target/$(rustc -vV | sed -n 's/^host: //p')/release/hutch
+exec "$bin" --root "${HUTCH_ROOT:-/run/hutch}" run --bundle bundles/hello "demo-$$"

@@ -650,9 +650,17 @@ fn start_time(pid: Pid) -> Option<u64> {
     procfs::process::Process::new(pid.as_raw()).and_then(|p| p.stat()).ok().map(|s| s.starttime)
 }
 
+/// The caller's user name from /etc/passwd, else its uid. Read directly, as runc's Go does:
+/// hutch is linked statically, where the C library's lookup would load NSS modules at run time.
 fn owner_name() -> String {
-    let uid = nix::unistd::geteuid();
-    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
+    let uid = nix::unistd::geteuid().as_raw().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid)
+        .map(|f| f[0].to_string())
+        .unwrap_or(uid)
 }
 
 pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
