@@ -258,18 +258,9 @@ impl Cgroup {
         };
 
         // v2 has no devices controller: the rules become an eBPF program (cgroups-rs has none).
-        let v2_devices = if v2 { rest.devices().clone() } else { None };
-        if v2 {
-            rest.set_devices(None);
-        }
+        let v2_devices = if v2 { rest.devices_mut().take() } else { None };
         if !v2 {
-            strip_v1_memory_limits(&mut rest);
-            if let Some(m) = res.memory() {
-                self.set_v1_memory_limits(m)?;
-            }
-        }
-        if !v2 {
-            v1_wildcards(&mut rest);
+            self.set_v1_before_manager(&mut rest)?;
         }
         let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
         manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
@@ -301,6 +292,18 @@ impl Cgroup {
                 part.write(&key, &value).map_err(|e| (field, e))?;
             }
         }
+        Ok(())
+    }
+
+    /// What hutch does on v1 before cgroups-rs's FsManager applies `rest`: writes the memory
+    /// limits itself (taking them out of `rest`) and makes absent device numbers wildcards.
+    fn set_v1_before_manager(&self, rest: &mut LinuxResources) -> std::result::Result<(), (String, String)> {
+        if let Some(m) = rest.memory_mut() {
+            self.set_v1_memory_limits(m)?;
+            m.set_limit(None);
+            m.set_swap(None);
+        }
+        v1_wildcards(rest);
         Ok(())
     }
 
@@ -485,11 +488,8 @@ impl Cgroup {
         }
         let mut rest = resources.clone();
         if !self.cg.v2() {
-            v1_wildcards(&mut rest);
-            strip_v1_memory_limits(&mut rest);
-            if let Some(m) = resources.memory() {
-                self.set_v1_memory_limits(m).map_err(|(field, e)| self.err(format!("update{field}: {e}")))?;
-            }
+            self.set_v1_before_manager(&mut rest)
+                .map_err(|(field, e)| self.err(format!("update{field}: {e}")))?;
         }
         self.manager()?.set(&rest).map_err(|e| self.err(format!("update: {e}")))
     }
@@ -551,26 +551,11 @@ impl Cgroup {
     }
 }
 
-/// Takes the memory limits out of `res`, for `Cgroup::set_v1_memory_limits` to write.
-fn strip_v1_memory_limits(res: &mut LinuxResources) {
-    if let Some(mut m) = res.memory().clone() {
-        m.set_limit(None);
-        m.set_swap(None);
-        res.set_memory(Some(m));
-    }
-}
-
 /// A device rule without major or minor means every number (runtime spec); cgroups-rs writes
 /// an absent one as 0 and only -1 as `*`, so "c *:* m" would become "c 0:0 m".
 fn v1_wildcards(res: &mut LinuxResources) {
-    let Some(rules) = res.devices().clone() else { return };
-    let rules = rules
-        .into_iter()
-        .map(|mut r| {
-            r.set_major(Some(r.major().unwrap_or(-1)));
-            r.set_minor(Some(r.minor().unwrap_or(-1)));
-            r
-        })
-        .collect();
-    res.set_devices(Some(rules));
+    for r in res.devices_mut().iter_mut().flatten() {
+        r.set_major(Some(r.major().unwrap_or(-1)));
+        r.set_minor(Some(r.minor().unwrap_or(-1)));
+    }
 }
