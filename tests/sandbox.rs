@@ -66,7 +66,8 @@ fn a_timeout_ends_the_whole_tree_within_tens_of_milliseconds() {
             "--",
             "sh",
             "-c",
-            "setsid sleep 1000 & echo started; sleep 100",
+            // `; exit` keeps sh from exec'ing the last command: three processes.
+            "setsid sleep 1000 & echo started; sleep 100; exit",
         ])
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -27,8 +27,10 @@ use unified::Unified;
 
 /// What a new process needs to join a cgroup by itself (see `Cgroup::join_plan`).
 pub struct JoinPlan {
-    /// v1 hierarchies' `tasks` files, each written "0" by the joining process.
-    pub v1_tasks: Vec<std::path::PathBuf>,
+    /// v1 hierarchies' `tasks` files, opened here and each written "0" by the joining process.
+    /// v1 checks the opener's credentials, so a process already in a new user namespace can
+    /// still join through them.
+    pub v1_tasks: Vec<(std::path::PathBuf, std::fs::File)>,
     /// A cgroup2 directory for clone3(CLONE_INTO_CGROUP).
     pub v2_dir: Option<OwnedFd>,
 }
@@ -36,8 +38,9 @@ pub struct JoinPlan {
 impl JoinPlan {
     /// Run in the new, single-threaded process: moves it into each v1 hierarchy's cgroup.
     pub fn join_v1(&self) -> std::result::Result<(), String> {
-        for tasks in &self.v1_tasks {
-            std::fs::write(tasks, "0").map_err(|e| format!("join cgroup: write {}: {e}", tasks.display()))?;
+        use std::io::Write;
+        for (path, mut file) in self.v1_tasks.iter().map(|(p, f)| (p, f)) {
+            file.write_all(b"0").map_err(|e| format!("join cgroup: write {}: {e}", path.display()))?;
         }
         Ok(())
     }
@@ -412,13 +415,15 @@ impl Cgroup {
             let dir = hierarchy().root().join(&self.path);
             return Ok(JoinPlan { v1_tasks: Vec::new(), v2_dir: Some(open_dir(&dir)?) });
         }
-        let v1_tasks = self
-            .cg
-            .subsystems()
-            .iter()
-            .map(|s| s.to_controller().path().join("tasks"))
-            .filter(|t| t.exists())
-            .collect();
+        let mut v1_tasks = Vec::new();
+        for sub in self.cg.subsystems() {
+            let path = sub.to_controller().path().join("tasks");
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(f) => v1_tasks.push((path, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err(format!("open {}: {e}", path.display()))),
+            }
+        }
         let v2_dir = match &self.unified {
             Some(u) => Some(open_dir(&u.dir)?),
             None => None,

@@ -19,6 +19,10 @@
 //! exists because a process cannot move itself into a new pid namespace: its child is pid 1.
 //! CLONE_PARENT makes init main's child, so a foreground `run` can wait for it. A failure in
 //! any stage comes back as `Failed { stage, message }`, and main kills whatever it started.
+//!
+//! When no namespace is joined by path and no time offsets are set, main clones init directly
+//! into the new namespaces and init does the intermediate's few steps itself
+//! (`intermediate::direct_flags`, `intermediate::run_direct`).
 
 pub mod clone;
 pub mod init;

@@ -3,6 +3,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -88,12 +89,14 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         let what = what.to_string();
         move |e: nix::Error| Error::Sys { context: what, source: e }
     };
-    let (to_mid, mid_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
-    let (mid_tx, from_mid) = channel::<IntermediateMsg>().map_err(sys("socketpair"))?;
     let (init_tx, from_init) = channel::<InitMsg>().map_err(sys("socketpair"))?;
     let (to_init, init_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
     let mut cgroup = req.cgroup.join_plan()?;
     let v2_cgroup = cgroup.v2_dir.take();
+    let direct = match req.job {
+        Job::Create { .. } | Job::Zygote { .. } => intermediate::direct_flags(req.config, &joins),
+        Job::Exec { .. } => None,
+    };
     let ctx = ChildContext {
         config: req.config,
         joins,
@@ -104,39 +107,45 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         stdio: req.stdio,
         cgroup,
     };
-    // SAFETY: hutch is single-threaded here; the child only runs the intermediate stage and
-    // exits, it never returns here.
-    let mid = match unsafe { clone3(0, v2_cgroup.as_ref().map(|fd| fd.as_fd())) } {
-        Err(e) => return Err(Error::Io { context: "clone the intermediate stage".into(), source: e }),
-        Ok(0) => {
-            drop((to_mid, from_mid, from_init, to_init));
-            intermediate::run(ctx, mid_rx, mid_tx, init_tx)
-        }
-        Ok(child) => Pid::from_raw(child),
-    };
-    drop((mid_rx, mid_tx, init_tx, ctx));
-    let mut guard = Reaper { pids: vec![mid] };
-
-    send(&to_mid, MainMsg::Go)?;
-    let init = loop {
-        match from_mid.recv() {
-            Ok(IntermediateMsg::NeedIdMaps) => {
-                write_id_maps(req.config, mid)?;
-                send(&to_mid, MainMsg::IdMapsWritten)?;
+    let v2_cgroup = v2_cgroup.as_ref().map(|fd| fd.as_fd());
+    let mut guard = Reaper { pids: Vec::new() };
+    let init = match direct {
+        Some(flags) => {
+            // SAFETY: hutch is single-threaded here; the child becomes init and never returns.
+            let init = match unsafe { clone3(flags.bits() as u64, v2_cgroup) } {
+                Err(e) => return Err(Error::Io { context: "clone init".into(), source: e }),
+                Ok(0) => {
+                    drop((from_init, to_init));
+                    intermediate::run_direct(ctx, init_tx)
+                }
+                Ok(child) => Pid::from_raw(child),
+            };
+            drop((init_tx, ctx));
+            guard.pids.push(init);
+            if flags.contains(CloneFlags::CLONE_NEWUSER) {
+                write_id_maps(req.config, init)?;
+                to_init.send(&MainMsg::IdMapsWritten).map_err(|e| lost("init", e))?;
             }
-            Ok(IntermediateMsg::NeedTimeOffsets) => {
-                write_time_offsets(req.config, mid)?;
-                send(&to_mid, MainMsg::TimeOffsetsWritten)?;
-            }
-            Ok(IntermediateMsg::InitPid(pid)) => break Pid::from_raw(pid),
-            Ok(IntermediateMsg::Failed(f)) => return Err(f.into()),
-            Err(e) => return Err(lost("intermediate", e)),
+            init
+        }
+        None => {
+            let (to_mid, mid_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
+            let (mid_tx, from_mid) = channel::<IntermediateMsg>().map_err(sys("socketpair"))?;
+            // SAFETY: hutch is single-threaded here; the child only runs the intermediate stage
+            // and exits, it never returns here.
+            let mid = match unsafe { clone3(0, v2_cgroup) } {
+                Err(e) => return Err(Error::Io { context: "clone the intermediate stage".into(), source: e }),
+                Ok(0) => {
+                    drop((to_mid, from_mid, from_init, to_init));
+                    intermediate::run(ctx, mid_rx, mid_tx, init_tx)
+                }
+                Ok(child) => Pid::from_raw(child),
+            };
+            drop((mid_rx, mid_tx, init_tx, ctx));
+            guard.pids.push(mid);
+            staged(req.config, mid, &to_mid, &from_mid, &mut guard)?
         }
     };
-    guard.pids.push(init);
-    // The intermediate exits right after sending the pid; reap it so it is no zombie.
-    let _ = waitpid(mid, None);
-    guard.pids.retain(|p| *p != mid);
 
     let mut console = None;
     let mut seccomp_listener = None;
@@ -174,6 +183,38 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     }
     guard.pids.clear();
     Ok(Spawned { init, console, seccomp_listener })
+}
+
+/// main's side of the intermediate stage: answers its requests until it reports init's pid,
+/// then reaps it.
+fn staged(
+    config: &Config,
+    mid: Pid,
+    to_mid: &Sender<MainMsg>,
+    from_mid: &Receiver<IntermediateMsg>,
+    guard: &mut Reaper,
+) -> Result<Pid> {
+    send(to_mid, MainMsg::Go)?;
+    let init = loop {
+        match from_mid.recv() {
+            Ok(IntermediateMsg::NeedIdMaps) => {
+                write_id_maps(config, mid)?;
+                send(to_mid, MainMsg::IdMapsWritten)?;
+            }
+            Ok(IntermediateMsg::NeedTimeOffsets) => {
+                write_time_offsets(config, mid)?;
+                send(to_mid, MainMsg::TimeOffsetsWritten)?;
+            }
+            Ok(IntermediateMsg::InitPid(pid)) => break Pid::from_raw(pid),
+            Ok(IntermediateMsg::Failed(f)) => return Err(f.into()),
+            Err(e) => return Err(lost("intermediate", e)),
+        }
+    };
+    guard.pids.push(init);
+    // The intermediate exits right after sending the pid; reap it so it is no zombie.
+    let _ = waitpid(mid, None);
+    guard.pids.retain(|p| *p != mid);
+    Ok(init)
 }
 
 fn send(tx: &Sender<MainMsg>, msg: MainMsg) -> Result<()> {

@@ -206,14 +206,7 @@ impl<'a> Server<'a> {
                 Some(&super::controllers()),
             )?;
             let plan = cgroup.join_plan()?;
-            let mut join = Vec::new();
-            for tasks in &plan.v1_tasks {
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(tasks)
-                    .map_err(|e| Error::Io { context: format!("open {}", tasks.display()), source: e })?;
-                join.push(OwnedFd::from(f));
-            }
+            let mut join: Vec<OwnedFd> = plan.v1_tasks.into_iter().map(|(_, f)| f.into()).collect();
             if let Some(dir) = &plan.v2_dir {
                 let fd = nix::fcntl::openat(
                     dir,
