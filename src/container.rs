@@ -86,7 +86,15 @@ pub fn create_with_stdio(
     stdio: Option<process::Stdio>,
 ) -> Result<Created> {
     let no_pivot = opts.no_pivot;
-    create_job(opts, config, stdio, |start_listener| Job::Create { start_listener, no_pivot })
+    create_job(opts, config, stdio, true, |start_listener| Job::Create { start_listener, no_pivot })
+}
+
+/// Like `create_with_stdio`, but the program starts as soon as the container is built, with
+/// no start socket and no wait for `start` (a sandbox run, whose caller would start it at
+/// once anyway). Returns a running container.
+pub fn run_with_stdio(opts: &CreateOptions, config: &Config, stdio: process::Stdio) -> Result<Created> {
+    let no_pivot = opts.no_pivot;
+    create_job(opts, config, Some(stdio), false, |_| Job::Create { start_listener: None, no_pivot })
 }
 
 /// A warm sandbox's container: built as by create, with an init that serves runs over these
@@ -99,14 +107,16 @@ pub fn create_zygote(
     replies: crate::channel::Sender<crate::sandbox::zygote::Reply>,
 ) -> Result<Created> {
     let no_pivot = opts.no_pivot;
-    create_job(opts, config, Some(stdio), |_| Job::Zygote { no_pivot, requests, replies })
+    create_job(opts, config, Some(stdio), false, |_| Job::Zygote { no_pivot, requests, replies })
 }
 
+/// Builds a container for `job`, which gets the listening start socket when `waits_for_start`.
 fn create_job(
     opts: &CreateOptions,
     config: &Config,
     stdio: Option<process::Stdio>,
-    job: impl FnOnce(OwnedFd) -> Job,
+    waits_for_start: bool,
+    job: impl FnOnce(Option<OwnedFd>) -> Job,
 ) -> Result<Created> {
     let dir = StateDir::create(&opts.root, &opts.id)?;
     let linux = config.spec.linux().as_ref();
@@ -151,8 +161,15 @@ fn create_job(
         &config.file,
         controllers.as_deref(),
     )?);
-    let sock_path = cleanup.dir.as_ref().expect("set").start_socket();
-    let listener = UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
+    let start_listener = if waits_for_start {
+        let sock_path = cleanup.dir.as_ref().expect("set").start_socket();
+        let listener = UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
+        Some(OwnedFd::from(listener))
+    } else {
+        None
+    };
+    let job = job(start_listener);
+    let runs_now = matches!(job, Job::Create { start_listener: None, .. });
 
     let hooks = config.spec.hooks().as_ref();
     let seccomp = compile_seccomp(config, &opts.root)?;
@@ -161,7 +178,7 @@ fn create_job(
         seccomp,
         stdio,
         hook_state: hooks.is_some().then(|| oci_state_json(&state, Status::Creating)),
-        job: job(OwnedFd::from(listener)),
+        job,
         cgroup,
         preserve_fds: opts.preserve_fds,
     }) {
@@ -182,10 +199,11 @@ fn create_job(
             stage: "init".into(),
             message: "exited right after setup".into(),
         })?;
-        state.status = Status::Created;
+        state.status = if runs_now { Status::Running } else { Status::Created };
         state.pid = init.as_raw();
         state.pid_start = pid_start;
-        if !opts.ephemeral {
+        // An ephemeral container's state is written once, when its program runs.
+        if !opts.ephemeral || runs_now {
             cleanup.dir.as_ref().expect("set").save(&state)?;
         }
         if let Some(p) = &opts.pid_file {
@@ -197,7 +215,7 @@ fn create_job(
                 &config.file,
                 listener.as_fd(),
                 init.as_raw(),
-                &oci_state_json(&state, Status::Created),
+                &oci_state_json(&state, state.status),
             )?;
         }
         let mut console = spawned.console;
@@ -211,6 +229,13 @@ fn create_job(
     match result {
         Ok(console) => {
             let dir = cleanup.disarm();
+            if runs_now {
+                hooks::run_and_warn(
+                    hooks::Point::Poststart,
+                    hooks,
+                    &oci_state_json(&state, Status::Running).to_string(),
+                );
+            }
             Ok(Created { container: Container { state, dir }, console })
         }
         Err(e) => {

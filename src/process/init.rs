@@ -17,7 +17,8 @@
 //! 12. umask, cwd (after the user change, so it is checked with the user's rights).
 //! 13. resolve the program in PATH now, so a missing binary fails `create`, not `start`.
 //! 14. close every descriptor but stdio and --preserve-fds at exec; reset signals.
-//! 15. tell main we are Ready, then wait on the start socket.
+//! 15. tell main we are Ready, then wait on the start socket (unless the container starts at
+//!     once, as a sandbox run does).
 //! 16. after start: startContainer hooks, then Landlock (after every mount, as late as
 //!     possible), then a no_new_privs seccomp filter (it could refuse the landlock calls).
 //! 17. execve; if it fails, the error goes back to `start` on the same socket.
@@ -88,8 +89,15 @@ pub(crate) fn run(
     if tx.send(&InitMsg::Ready).is_err() {
         exit(1)
     }
-    let Job::Create { start_listener, .. } = job else {
-        // exec: run at once; main learns of success by the channel closing on exec.
+    let Job::Create { start_listener: Some(start_listener), .. } = job else {
+        // exec, or a container that starts at once: main learns of success by the channel
+        // closing on exec.
+        if let Some(state) = hook_state {
+            if let Err(e) = hooks::run(hooks::Point::StartContainer, config.spec.hooks().as_ref(), &state) {
+                let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
+                exit(1)
+            }
+        }
         if let Err(e) = apply_landlock(config) {
             let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
             exit(1)

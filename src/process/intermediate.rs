@@ -113,7 +113,10 @@ pub(super) fn become_root() -> Result<(), String> {
 /// cloned with CLONE_NEWTIME is that process). The cgroup namespace is not among them: init
 /// unshares it once it has joined its v1 cgroups, so that the namespace is rooted there.
 /// Saves a fork, an exit and three messages on every create.
-pub(crate) fn direct_flags(config: &crate::config::Config, joins: &[crate::namespaces::Join]) -> Option<CloneFlags> {
+pub(crate) fn direct_flags(
+    config: &crate::config::Config,
+    joins: &[crate::namespaces::Join],
+) -> Option<CloneFlags> {
     let offsets = config.spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref());
     if !joins.is_empty() || offsets.is_some_and(|o| !o.is_empty()) {
         return None;

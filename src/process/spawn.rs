@@ -21,8 +21,9 @@ use crate::namespaces::Join;
 /// What the new process is for.
 pub enum Job {
     /// A new container: new namespaces, the rootfs, and an init that waits for `start` on this
-    /// listening socket.
-    Create { start_listener: OwnedFd, no_pivot: bool },
+    /// listening socket, or without one runs the program as soon as the container is built
+    /// (a sandbox run: spawn returns once the program is exec'd, as for `Exec`).
+    Create { start_listener: Option<OwnedFd>, no_pivot: bool },
     /// One more process in the running container whose init is `target`: it joins all of that
     /// container's namespaces and runs `process` at once.
     Exec { target: Pid, process: Box<oci_spec::runtime::Process> },
@@ -84,7 +85,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         Job::Create { .. } | Job::Zygote { .. } => open_joins(req.config)?,
         Job::Exec { target, .. } => container_joins(req.config, *target)?,
     };
-    let exec = matches!(req.job, Job::Exec { .. });
+    let at_once = matches!(req.job, Job::Exec { .. } | Job::Create { start_listener: None, .. });
     let sys = |what: &str| {
         let what = what.to_string();
         move |e: nix::Error| Error::Sys { context: what, source: e }
@@ -134,7 +135,9 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
             // SAFETY: hutch is single-threaded here; the child only runs the intermediate stage
             // and exits, it never returns here.
             let mid = match unsafe { clone3(0, v2_cgroup) } {
-                Err(e) => return Err(Error::Io { context: "clone the intermediate stage".into(), source: e }),
+                Err(e) => {
+                    return Err(Error::Io { context: "clone the intermediate stage".into(), source: e })
+                }
                 Ok(0) => {
                     drop((to_mid, from_mid, from_init, to_init));
                     intermediate::run(ctx, mid_rx, mid_tx, init_tx)
@@ -171,14 +174,20 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
             Err(e) => return Err(lost("init", e)),
         }
     }
-    if exec {
+    if at_once {
         // The process execs right after Ready; its end of the channel is close-on-exec, so EOF
-        // means the exec worked and a message means it failed.
-        match from_init.recv() {
-            Err(ChannelError::Closed) => {}
-            Ok(InitMsg::Failed(f)) => return Err(f.into()),
-            Ok(other) => return Err(lost("init", ChannelError::Decode(format!("unexpected {other:?}")))),
-            Err(e) => return Err(lost("init", e)),
+        // means the exec worked and a message means it failed. A seccomp filter loaded just
+        // before exec sends its NOTIFY listener first.
+        loop {
+            match from_init.recv_with_fds() {
+                Err(ChannelError::Closed) => break,
+                Ok((InitMsg::SeccompListener, mut fds)) if fds.len() == 1 => seccomp_listener = fds.pop(),
+                Ok((InitMsg::Failed(f), _)) => return Err(f.into()),
+                Ok((other, _)) => {
+                    return Err(lost("init", ChannelError::Decode(format!("unexpected {other:?}"))))
+                }
+                Err(e) => return Err(lost("init", e)),
+            }
         }
     }
     guard.pids.clear();

@@ -325,19 +325,20 @@ fn run_inner(req: &Request) -> Result<Outcome> {
             .map_err(|e| Error::Io { context: "/dev/null".into(), source: e })?
             .into(),
     };
-    let created =
-        container::create_with_stdio(&opts, &config, Some(Stdio { stdin, stdout: out_w, stderr: err_w }))?;
-    let mut c = created.container;
+    // The program starts as soon as its container is built: no start handshake.
+    let created = container::run_with_stdio(&opts, &config, Stdio { stdin, stdout: out_w, stderr: err_w })?;
+    let t0 = Instant::now();
+    let c = created.container;
     let init = Pid::from_raw(c.state.pid);
     let cgroup = c.cgroup();
     let mut meter = Meter::new(&cgroup);
-    let pidfd = container::pidfd_open(init.as_raw())
-        .map_err(|e| Error::Io { context: "pidfd_open".into(), source: e })?;
-    let t0 = Instant::now();
-    if let Err(e) = c.start() {
-        let _ = c.delete(true);
-        return Err(e);
-    }
+    let pidfd = match container::pidfd_open(init.as_raw()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = c.delete(true);
+            return Err(Error::Io { context: "pidfd_open".into(), source: e });
+        }
+    };
     let id_for_delete = c.id().to_string();
     drop(c);
 
