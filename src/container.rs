@@ -89,12 +89,16 @@ pub fn create_with_stdio(
     create_job(opts, config, stdio, true, |start_listener| Job::Create { start_listener, no_pivot })
 }
 
-/// Like `create_with_stdio`, but the program starts as soon as the container is built, with
-/// no start socket and no wait for `start` (a sandbox run, whose caller would start it at
-/// once anyway). Returns a running container.
-pub fn run_with_stdio(opts: &CreateOptions, config: &Config, stdio: process::Stdio) -> Result<Created> {
+/// create and start in one: the program starts as soon as the container is built, with no
+/// start socket and no wait for `start` (`run`, a sandbox run). The hooks run at the same
+/// points as for create then start. Returns a running container.
+pub fn create_running(
+    opts: &CreateOptions,
+    config: &Config,
+    stdio: Option<process::Stdio>,
+) -> Result<Created> {
     let no_pivot = opts.no_pivot;
-    create_job(opts, config, Some(stdio), false, |_| Job::Create { start_listener: None, no_pivot })
+    create_job(opts, config, stdio, false, |_| Job::Create { start_listener: None, no_pivot })
 }
 
 /// A warm sandbox's container: built as by create, with an init that serves runs over these

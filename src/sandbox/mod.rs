@@ -326,7 +326,8 @@ fn run_inner(req: &Request) -> Result<Outcome> {
             .into(),
     };
     // The program starts as soon as its container is built: no start handshake.
-    let created = container::run_with_stdio(&opts, &config, Stdio { stdin, stdout: out_w, stderr: err_w })?;
+    let created =
+        container::create_running(&opts, &config, Some(Stdio { stdin, stdout: out_w, stderr: err_w }))?;
     let t0 = Instant::now();
     let c = created.container;
     let init = Pid::from_raw(c.state.pid);

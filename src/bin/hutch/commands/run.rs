@@ -24,18 +24,13 @@ pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
             "process.terminal is set: a detached run needs --console-socket to hand over the terminal".into(),
         ));
     }
-    let created = container::create_from_config(&opts, &config)?;
-    let mut c = created.container;
-    if args.detach {
-        c.start()?;
-        return Ok(0);
-    }
-    let signals = SignalGuard::new()?;
+    // Blocked before the program can run, so that no signal or SIGCHLD is missed.
+    let signals = if args.detach { None } else { Some(SignalGuard::new()?) };
+    // create and start in one: no start handshake.
+    let created = container::create_running(&opts, &config, None)?;
+    let c = created.container;
+    let Some(signals) = signals else { return Ok(0) };
     let init = nix::unistd::Pid::from_raw(c.state.pid);
-    if let Err(e) = c.start() {
-        let _ = c.delete(true);
-        return Err(e);
-    }
     let id = c.id().to_string();
     // Release the lock while the container runs, so that state, kill and friends work.
     drop(c);
