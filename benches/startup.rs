@@ -4,6 +4,8 @@
 //!
 //! Debian's crun refuses this machine's hybrid cgroups unless the cgroup2 mount is hidden, so the
 //! benchmark moves itself into a private mount namespace without it; every runtime runs there.
+//! Every runtime's state root is on a tmpfs, as /run is on a usual host (here / is ext4, whose
+//! journal would otherwise be timed with each state write).
 //!
 //! `cargo bench --bench startup` (as root). HUTCH_BENCH_RUNS sets the runs per runtime (40).
 
@@ -25,6 +27,10 @@ fn main() {
     let dir = tempfile::Builder::new().prefix("hutch-bench-").tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     make_bundle(&bundle);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    nix::mount::mount(Some("tmpfs"), &state, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)
+        .expect("mount a tmpfs for the state roots");
 
     let hutch = env!("CARGO_BIN_EXE_hutch");
     let mut runtimes: Vec<(&str, Box<dyn Fn(&Path, &str) -> Command>)> = vec![(
@@ -83,7 +89,7 @@ fn main() {
             if failed[k].is_some() {
                 continue;
             }
-            let root = dir.path().join(format!("root-{name}"));
+            let root = state.join(format!("root-{name}"));
             let id = format!("bench-{name}-{i}");
             let t = Instant::now();
             let out = make(&root, &id)
@@ -102,6 +108,7 @@ fn main() {
             }
         }
     }
+    let _ = nix::mount::umount2(&state, nix::mount::MntFlags::MNT_DETACH);
 
     println!("startup: /bin/true through `run`, {runs} runs each, median (p10..p90)");
     let medians: Vec<Option<f64>> = samples.iter_mut().map(|s| median(s)).collect();
@@ -131,7 +138,7 @@ fn main() {
 }
 
 fn bundle_of(root: &Path) -> PathBuf {
-    root.parent().unwrap().join("bundle")
+    root.parent().unwrap().parent().unwrap().join("bundle")
 }
 
 fn median(s: &mut [Duration]) -> Option<f64> {
