@@ -124,7 +124,14 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
             drop((init_tx, ctx));
             guard.pids.push(init);
             if flags.contains(CloneFlags::CLONE_NEWUSER) {
-                write_id_maps(req.config, init)?;
+                if let Err(e) = write_id_maps(req.config, init) {
+                    // init may have failed before (joining its cgroup): its reason comes first.
+                    let _ = kill(init, Signal::SIGKILL);
+                    return Err(match from_init.recv() {
+                        Ok(InitMsg::Failed(f)) => f.into(),
+                        _ => e,
+                    });
+                }
                 to_init.send(&MainMsg::IdMapsWritten).map_err(|e| lost("init", e))?;
             }
             init
