@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Builds the command that runs `/bin/true` once, given a state root and a container id.
+type Launcher = Box<dyn Fn(&Path, &str) -> Command>;
+
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("startup bench: needs root");
@@ -33,11 +36,11 @@ fn main() {
         .expect("mount a tmpfs for the state roots");
 
     let hutch = env!("CARGO_BIN_EXE_hutch");
-    let mut runtimes: Vec<(&str, Box<dyn Fn(&Path, &str) -> Command>)> = vec![(
+    let mut runtimes: Vec<(&str, Launcher)> = vec![(
         "hutch",
         Box::new(move |root: &Path, id: &str| {
             let mut c = Command::new(hutch);
-            c.arg("--root").arg(root).args(["run", "--bundle"]).arg(&bundle_of(root)).arg(id);
+            c.arg("--root").arg(root).args(["run", "--bundle"]).arg(bundle_of(root)).arg(id);
             c
         }),
     )];
@@ -74,7 +77,7 @@ fn main() {
                 rt,
                 Box::new(move |root: &Path, id: &str| {
                     let mut c = Command::new(rt);
-                    c.arg("--root").arg(root).args(["run", "--bundle"]).arg(&bundle_of(root)).arg(id);
+                    c.arg("--root").arg(root).args(["run", "--bundle"]).arg(bundle_of(root)).arg(id);
                     c
                 }),
             ));

@@ -315,7 +315,7 @@ impl<'a> Server<'a> {
                 }
                 Src::Listener => self.accept(),
                 Src::Conn(k) => self.read_conn(k),
-                Src::Zygote => self.from_zygote()?,
+                Src::Zygote => self.handle_zygote_reply()?,
                 Src::Out(tag, i) => {
                     let Some(r) = self.running.get_mut(&tag) else { continue };
                     if r.streams[i].read_some() && r.on_output_limit == OnOutputLimit::Kill {
@@ -498,7 +498,7 @@ impl<'a> Server<'a> {
         Ok(())
     }
 
-    fn from_zygote(&mut self) -> Result<()> {
+    fn handle_zygote_reply(&mut self) -> Result<()> {
         let (reply, mut fds) = self.from_zygote.recv_with_fds().map_err(|e| Error::Stage {
             stage: "zygote".into(),
             message: format!("the sandbox's zygote is gone: {e}"),

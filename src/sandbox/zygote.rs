@@ -167,7 +167,7 @@ fn slot_netns<'a>(
     slot: usize,
     config: &Config,
 ) -> Result<BorrowedFd<'a>, String> {
-    if !netns.contains_key(&slot) {
+    if let std::collections::hash_map::Entry::Vacant(entry) = netns.entry(slot) {
         let own = open_ns("/proc/thread-self/ns/net")?;
         nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("new network namespace: {e}"))?;
         let made = open_ns("/proc/thread-self/ns/net");
@@ -176,7 +176,7 @@ fn slot_netns<'a>(
         nix::sched::setns(&own, CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("back to the zygote's network namespace: {e}"))?;
         up?;
-        netns.insert(slot, made?);
+        entry.insert(made?);
     }
     Ok(netns[&slot].as_fd())
 }

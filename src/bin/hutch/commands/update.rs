@@ -73,7 +73,7 @@ pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
                 .map_err(|e| bad(&format!("{}: {}", p.display(), e.path()), e.inner()))?
         }
     };
-    let mut mem = res.memory().clone().unwrap_or_default();
+    let mut mem = (*res.memory()).unwrap_or_default();
     let mut mem_set = res.memory().is_some();
     if let Some(v) = args.memory {
         mem.set_limit(Some(v));
@@ -116,7 +116,7 @@ pub fn run(args: Args, root: &Path) -> hutch::Result<u8> {
         res.set_cpu(Some(cpu));
     }
     if let Some(v) = args.pids_limit {
-        let mut p = res.pids().clone().unwrap_or_default();
+        let mut p = (*res.pids()).unwrap_or_default();
         p.set_limit(v);
         res.set_pids(Some(p));
     }
