@@ -213,22 +213,13 @@ fn create_job(
         if let Some(p) = &opts.pid_file {
             state::write_atomic(p, &init.to_string())?;
         }
-        if let Some(listener) = &spawned.seccomp_listener {
-            forward_listener(
-                &config.spec,
-                &config.file,
-                listener.as_fd(),
-                init.as_raw(),
-                &oci_state_json(&state, state.status),
-            )?;
-        }
-        let mut console = spawned.console;
-        if let (Some(sock), Some(master)) = (&opts.console_socket, &console) {
-            crate::terminal::send_to_socket(sock, master.as_fd())
-                .map_err(|e| Error::Usage(format!("--console-socket: {e}")))?;
-            console = None;
-        }
-        Ok(console)
+        hand_over(
+            spawned,
+            &config.spec,
+            &config.file,
+            &oci_state_json(&state, state.status),
+            opts.console_socket.as_deref(),
+        )
     })();
     match result {
         Ok(console) => {
@@ -425,22 +416,10 @@ impl Container {
         if let Some(p) = &opts.pid_file {
             state::write_atomic(p, &spawned.init.to_string())?;
         }
-        if let Some(listener) = &spawned.seccomp_listener {
-            forward_listener(
-                &config.spec,
-                &file,
-                listener.as_fd(),
-                spawned.init.as_raw(),
-                &self.oci_state(),
-            )?;
-        }
-        let mut console = spawned.console;
-        if let (Some(sock), Some(master)) = (&opts.console_socket, &console) {
-            crate::terminal::send_to_socket(sock, master.as_fd())
-                .map_err(|e| Error::Usage(format!("--console-socket: {e}")))?;
-            console = None;
-        }
-        Ok(Execd { pid: spawned.init, console })
+        let pid = spawned.init;
+        let console =
+            hand_over(spawned, &config.spec, &file, &self.oci_state(), opts.console_socket.as_deref())?;
+        Ok(Execd { pid, console })
     }
 
     /// Freezes every process of a running container.
@@ -601,6 +580,29 @@ fn compile_seccomp(config: &Config, root: &Path) -> Result<Option<crate::seccomp
 
 /// Where compiled seccomp profiles are kept, under the state root.
 pub const SECCOMP_CACHE: &str = ".seccomp-cache";
+
+/// Passes on what a new process sent main: its seccomp NOTIFY listener to the agent at
+/// listenerPath, and its pty master to `console_socket`. Returns the master when no socket
+/// takes it.
+fn hand_over(
+    spawned: process::Spawned,
+    spec: &oci_spec::runtime::Spec,
+    file: &Path,
+    state: &serde_json::Value,
+    console_socket: Option<&Path>,
+) -> Result<Option<OwnedFd>> {
+    if let Some(listener) = &spawned.seccomp_listener {
+        forward_listener(spec, file, listener.as_fd(), spawned.init.as_raw(), state)?;
+    }
+    match (console_socket, spawned.console) {
+        (Some(sock), Some(master)) => {
+            crate::terminal::send_to_socket(sock, master.as_fd())
+                .map_err(|e| Error::Usage(format!("--console-socket: {e}")))?;
+            Ok(None)
+        }
+        (_, console) => Ok(console),
+    }
+}
 
 fn forward_listener(
     spec: &oci_spec::runtime::Spec,
