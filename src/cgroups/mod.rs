@@ -39,8 +39,8 @@ impl JoinPlan {
     /// Run in the new, single-threaded process: moves it into each v1 hierarchy's cgroup.
     pub fn join_v1(&self) -> std::result::Result<(), String> {
         use std::io::Write;
-        for (path, mut file) in self.v1_tasks.iter().map(|(p, f)| (p, f)) {
-            file.write_all(b"0").map_err(|e| format!("join cgroup: write {}: {e}", path.display()))?;
+        for (path, file) in &self.v1_tasks {
+            (&*file).write_all(b"0").map_err(|e| format!("join cgroup: write {}: {e}", path.display()))?;
         }
         Ok(())
     }
