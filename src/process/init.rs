@@ -21,7 +21,8 @@
 //!     once, as a sandbox run does).
 //! 16. after start: startContainer hooks, then Landlock (after every mount, as late as
 //!     possible), then a no_new_privs seccomp filter (it could refuse the landlock calls).
-//! 17. execve; if it fails, the error goes back to `start` on the same socket.
+//! 17. execve; if it fails, the error goes back to `start` on the same socket (to main on the
+//!     channel for a container that starts at once). Steps 16-17 are `finish`.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -89,73 +90,67 @@ pub(crate) fn run(
     if tx.send(&InitMsg::Ready).is_err() {
         exit(1)
     }
+    let late_seccomp = seccomp.as_ref().filter(|_| late);
     let Job::Create { start_listener: Some(start_listener), .. } = job else {
         // exec, or a container that starts at once: main learns of success by the channel
-        // closing on exec.
-        if let Some(state) = hook_state {
-            if let Err(e) = hooks::run(hooks::Point::StartContainer, config.spec.hooks().as_ref(), &state) {
-                let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
-                exit(1)
-            }
-        }
-        if let Err(e) = apply_landlock(config) {
-            let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
-            exit(1)
-        }
-        if let Some(c) = seccomp.as_ref().filter(|_| late) {
-            if let Err(e) = load_seccomp(c, Some(&tx)) {
-                let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
-                exit(1)
-            }
-        }
-        let err = exec::execve(&prog);
-        let _ = tx
-            .send(&InitMsg::Failed(StageFailure::new(STAGE, format!("exec {}: {err}", prog.path.display()))));
-        exit(127)
+        // closing on exec, of a failure by a message on it.
+        let mut listener_to_main = |l: OwnedFd| {
+            tx.send_with_fds(&InitMsg::SeccompListener, &[l.as_fd()])
+                .map_err(|e| format!("linux.seccomp: hand over the listener: {e}"))
+        };
+        let (code, e) = finish(config, &prog, hook_state.as_deref(), late_seccomp, &mut listener_to_main);
+        let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, e)));
+        exit(code)
     };
     drop(tx);
     let Ok(mut conn) = wait_for_start(start_listener) else { exit(1) };
-    let fail = |conn: &mut std::os::unix::net::UnixStream, e: String| -> ! {
-        let _ = conn.write_all(format!("{}{e}", START_ERROR as char).as_bytes());
-        exit(1)
+    // `start` forwards the listener to the agent at listenerPath.
+    let mut listener_to_start = |l: OwnedFd| {
+        send_fd(&conn, START_LISTENER, l.as_fd())
+            .map_err(|e| format!("linux.seccomp: hand over the listener: {e}"))
     };
-    if let Some(state) = hook_state {
-        if let Err(e) = hooks::run(hooks::Point::StartContainer, config.spec.hooks().as_ref(), &state) {
-            fail(&mut conn, e)
+    let (code, e) = finish(config, &prog, hook_state.as_deref(), late_seccomp, &mut listener_to_start);
+    let _ = conn.write_all(format!("{}{e}", START_ERROR as char).as_bytes());
+    exit(code)
+}
+
+/// Steps 16 and 17: startContainer hooks (given their state), Landlock, a late seccomp filter
+/// (its NOTIFY listener goes to `listener`), execve. Returns only on failure: the exit code
+/// (127 when execve itself failed, as a shell's) and the error.
+fn finish(
+    config: &Config,
+    prog: &exec::Program,
+    hook_state: Option<&str>,
+    seccomp: Option<&Compiled>,
+    listener: &mut dyn FnMut(OwnedFd) -> Result<(), String>,
+) -> (i32, String) {
+    let mut setup = || -> Result<(), String> {
+        if let Some(state) = hook_state {
+            hooks::run(hooks::Point::StartContainer, config.spec.hooks().as_ref(), state)?;
         }
-    }
-    if let Err(e) = apply_landlock(config) {
-        fail(&mut conn, e)
-    }
-    if let Some(c) = seccomp.as_ref().filter(|_| late) {
-        match crate::seccomp::load(c) {
-            Err(e) => fail(&mut conn, format!("linux.seccomp: load the filter: {e}")),
-            // `start` forwards the listener to the agent at listenerPath.
-            Ok(Some(listener)) => {
-                if let Err(e) = send_fd(&conn, START_LISTENER, listener.as_fd()) {
-                    fail(&mut conn, format!("linux.seccomp: hand over the listener: {e}"))
-                }
+        apply_landlock(config)?;
+        if let Some(c) = seccomp {
+            let loaded =
+                crate::seccomp::load(c).map_err(|e| format!("linux.seccomp: load the filter: {e}"))?;
+            if let Some(l) = loaded {
+                listener(l)?;
             }
-            Ok(None) => {}
         }
+        Ok(())
+    };
+    match setup() {
+        Err(e) => (1, e),
+        Ok(()) => (127, format!("exec {}: {}", prog.path.display(), exec::execve(prog))),
     }
-    let err = exec::execve(&prog);
-    let _ = conn.write_all(format!("{}exec {}: {err}", START_ERROR as char, prog.path.display()).as_bytes());
-    exit(127)
 }
 
 /// The end of a warm sandbox run's setup, in the run's own first process: Landlock, a late
 /// seccomp filter, execve. Returns only on failure, with the error.
 pub(crate) fn launch(config: &Config, prog: &exec::Program, seccomp: Option<&Compiled>) -> String {
-    if let Err(e) = apply_landlock(config) {
-        return e;
-    }
-    if let Some(c) = seccomp {
-        if let Err(e) = load_seccomp(c, None) {
-            return e;
-        }
-    }
-    format!("exec {}: {}", prog.path.display(), exec::execve(prog))
+    finish(config, prog, None, seccomp, &mut |_| {
+        Err("linux.seccomp: a NOTIFY action has no agent here".into())
+    })
+    .1
 }
 
 /// Makes the given descriptors this process's stdin, stdout and stderr (before anything else).
