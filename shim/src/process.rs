@@ -58,6 +58,9 @@ pub struct Process {
     pub paths: Paths,
     pub status: Status,
     pub exit: Arc<ExitCell>,
+    /// Its exit was reaped: the pid is no longer its own, though the exit may wait for the
+    /// output to drain before it is recorded.
+    pub reaped: bool,
     pub io: Io,
     /// An exec's OCI process JSON, until it starts.
     pub spec: Option<serde_json::Value>,
@@ -71,6 +74,7 @@ impl Process {
             paths,
             status: Status::CREATED,
             exit: Arc::default(),
+            reaped: false,
             io: Io::default(),
             spec: None,
         }

@@ -7,15 +7,19 @@
 //!
 //! stdout and stderr fifos are opened read-write: the open never blocks, and a containerd that
 //! restarts finds the output it missed still in the fifo. An empty path means "not wanted".
+//!
+//! A process's exit is reported once its output has been copied and its reader has taken it
+//! from the fifo (`Output`): a client may stop reading when it learns of the exit (ctr 1.6
+//! closes its fifos then), and output still in the pipe, the pty or the fifo would be lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::runtime::ChildStdio;
 
@@ -37,6 +41,50 @@ pub struct Io {
     stdin_path: String,
     /// The pty master, for resize.
     pub console: Option<Arc<File>>,
+    /// The copies of the process's output still running.
+    pub output: Arc<Output>,
+}
+
+/// How long output may take to drain after the process's exit: longer only when something it
+/// left behind (a daemon in a shared or the host's pid namespace) still holds its stdout, or
+/// when nobody reads the fifo.
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Counts a process's output copy threads that have not ended yet.
+#[derive(Default)]
+pub struct Output {
+    copying: Mutex<usize>,
+    done: Condvar,
+}
+
+impl Output {
+    /// Waits until every copy has ended or `limit` has passed: true if they all ended. A
+    /// process that leaves a daemon holding its stdout never ends its copy.
+    pub fn wait_copied(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut n = self.copying.lock().expect("output lock");
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = self.done.wait_timeout(n, left).expect("output lock").0;
+        }
+        true
+    }
+
+    pub fn copied(&self) -> bool {
+        *self.copying.lock().expect("output lock") == 0
+    }
+
+    fn begin(&self) {
+        *self.copying.lock().expect("output lock") += 1;
+    }
+
+    fn end(&self) {
+        *self.copying.lock().expect("output lock") -= 1;
+        self.done.notify_all();
+    }
 }
 
 /// A console socket hutch sends the pty master to; removed when dropped.
@@ -80,9 +128,12 @@ fn open_output(path: &str) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(path)
 }
 
-/// Copies `from` to `to` until EOF or an error on either side, then drops both.
-fn copy_thread(mut from: File, mut to: File, name: &str) {
+/// Copies `from` to `to` until EOF or an error on either side, then drops both and counts the
+/// copy ended in `output`.
+fn copy_thread(mut from: File, mut to: File, name: &str, output: &Arc<Output>) {
     let name = name.to_string();
+    output.begin();
+    let output = output.clone();
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
@@ -97,8 +148,27 @@ fn copy_thread(mut from: File, mut to: File, name: &str) {
                     }
                 }
             }
+            drop(from);
+            wait_taken(&to, OUTPUT_GRACE);
+            drop(to);
+            output.end();
         })
         .expect("thread spawn");
+}
+
+nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);
+
+/// Waits (up to `limit`) until the reader of `fifo` has taken what was written to it.
+fn wait_taken(fifo: &File, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int, the bytes in the fifo not read yet.
+    while unsafe { fionread(fifo.as_raw_fd(), &mut unread) }.is_ok()
+        && unread > 0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Copies containerd's stdin fifo into `to` (which close_io may take away). The fifo is opened
@@ -148,6 +218,7 @@ impl Io {
             stdin_thread(paths.stdin.clone(), stdin_w.clone());
             r
         };
+        let output = Arc::new(Output::default());
         let mut out = Vec::new();
         for (path, name) in [(&paths.stdout, "stdout"), (&paths.stderr, "stderr")] {
             if path.is_empty() {
@@ -156,12 +227,12 @@ impl Io {
             }
             let fifo = open_output(path)?;
             let (r, w) = pipe()?;
-            copy_thread(File::from(r), fifo, name);
+            copy_thread(File::from(r), fifo, name, &output);
             out.push(w);
         }
         let stderr = out.pop().expect("two");
         let stdout = out.pop().expect("two");
-        let io = Io { stdin: stdin_w, stdin_path: paths.stdin.clone(), console: None };
+        let io = Io { stdin: stdin_w, stdin_path: paths.stdin.clone(), console: None, output };
         Ok((io, ChildStdio { stdin, stdout, stderr }))
     }
 
@@ -169,14 +240,15 @@ impl Io {
     /// into the master and the master into stdout's fifo (a terminal has no separate stderr).
     pub fn console(paths: &Paths, master: OwnedFd) -> std::io::Result<Io> {
         let master = File::from(master);
+        let output = Arc::new(Output::default());
         if !paths.stdout.is_empty() {
-            copy_thread(master.try_clone()?, open_output(&paths.stdout)?, "console");
+            copy_thread(master.try_clone()?, open_output(&paths.stdout)?, "console", &output);
         }
         let stdin_w = Arc::new(Mutex::new(Some(master.try_clone()?)));
         if !paths.stdin.is_empty() {
             stdin_thread(paths.stdin.clone(), stdin_w.clone());
         }
-        Ok(Io { stdin: stdin_w, stdin_path: paths.stdin.clone(), console: Some(Arc::new(master)) })
+        Ok(Io { stdin: stdin_w, stdin_path: paths.stdin.clone(), console: Some(Arc::new(master)), output })
     }
 
     /// Streams for hutch when the process has a terminal: hutch's own stdio is not the

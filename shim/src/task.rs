@@ -20,7 +20,7 @@ use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use crate::events::{timestamp, Events};
 use crate::process::{Container, Exit, ExitCell, Process, Table};
 use crate::runtime::Runtime;
-use crate::stdio::{ConsoleSocket, Io, Paths};
+use crate::stdio::{ConsoleSocket, Io, Paths, OUTPUT_GRACE};
 
 fn status(code: Code, message: impl Into<String>) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.into()))
@@ -88,7 +88,7 @@ impl TaskService {
             if let Some(c) = t.containers.get_mut(id) {
                 c.starting = false;
                 if let Some(exit) = c.held_exit.take() {
-                    record_exit(&self.events, c, "", exit);
+                    report_exit(&self.table, &self.events, c, "", exit);
                 }
             }
             return Err(failed(e));
@@ -109,7 +109,7 @@ impl TaskService {
                 ..Default::default()
             });
             if let Some(exit) = c.held_exit.take() {
-                record_exit(&self.events, c, "", exit);
+                report_exit(&self.table, &self.events, c, "", exit);
             }
         }
         Ok(api::StartResponse { pid: pid as u32, ..Default::default() })
@@ -165,7 +165,7 @@ impl TaskService {
             ..Default::default()
         });
         if let Some(exit) = early {
-            record_exit(&self.events, c, exec_id, exit);
+            report_exit(&self.table, &self.events, c, exec_id, exit);
         }
         Ok(api::StartResponse { pid: pid as u32, ..Default::default() })
     }
@@ -215,6 +215,30 @@ fn spawn_process(
     Ok((pid, io, since))
 }
 
+/// Reports the exit of a process of `c` once its output has drained (see `stdio`), or after
+/// OUTPUT_GRACE; the wait runs on a thread of its own, off the table.
+fn report_exit(table: &Arc<Mutex<Table>>, events: &Events, c: &mut Container, exec_id: &str, exit: Exit) {
+    let Some(p) = c.process_mut(exec_id) else { return };
+    p.reaped = true;
+    if p.io.output.copied() {
+        record_exit(events, c, exec_id, exit);
+        return;
+    }
+    let (output, pid) = (p.io.output.clone(), p.pid);
+    let (table, events, id, exec_id) = (table.clone(), events.clone(), c.id.clone(), exec_id.to_string());
+    std::thread::Builder::new()
+        .name("exit-output".into())
+        .spawn(move || {
+            output.wait_copied(OUTPUT_GRACE);
+            let mut t = table.lock().expect("table lock");
+            let Some(c) = t.containers.get_mut(&id) else { return };
+            if c.process(&exec_id).is_some_and(|p| p.pid == pid) {
+                record_exit(&events, c, &exec_id, exit);
+            }
+        })
+        .expect("thread spawn");
+}
+
 /// Marks a process of `c` exited (once) and reports it. The init's exit first reports an OOM
 /// that caused it, and ends what its execs left (they share its pid namespace, or should).
 fn record_exit(events: &Events, c: &mut Container, exec_id: &str, exit: Exit) {
@@ -238,7 +262,7 @@ fn record_exit(events: &Events, c: &mut Container, exec_id: &str, exit: Exit) {
         ..Default::default()
     });
     if exec_id.is_empty() {
-        for e in c.execs.values().filter(|e| e.pid > 0 && e.exit.get().is_none()) {
+        for e in c.execs.values().filter(|e| e.pid > 0 && !e.reaped) {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.pid), nix::sys::signal::Signal::SIGKILL);
         }
@@ -257,21 +281,22 @@ fn start_exit_handler(table: Arc<Mutex<Table>>, events: Events) {
                 let exit = Exit { status: ev.exit_code as u32, at: SystemTime::now() };
                 let mut t = table.lock().expect("table lock");
                 let found = t.containers.values().find_map(|c| {
-                    if c.init.pid == pid && c.init.exit.get().is_none() {
+                    if c.init.pid == pid && !c.init.reaped {
                         return Some((c.id.clone(), String::new()));
                     }
                     c.execs
                         .values()
-                        .find(|e| e.pid == pid && e.exit.get().is_none())
+                        .find(|e| e.pid == pid && !e.reaped)
                         .map(|e| (c.id.clone(), e.exec_id.clone()))
                 });
                 match found {
                     Some((id, exec_id)) => {
                         let c = t.containers.get_mut(&id).expect("found");
                         if exec_id.is_empty() && c.starting {
+                            c.init.reaped = true;
                             c.held_exit = Some(exit);
                         } else {
-                            record_exit(&events, c, &exec_id, exit);
+                            report_exit(&table, &events, c, &exec_id, exit);
                         }
                     }
                     None => t.keep_unmatched(pid, exit),
@@ -393,7 +418,7 @@ impl containerd_shim::Task for TaskService {
             ..Default::default()
         });
         if let Some(exit) = early {
-            record_exit(&self.events, c, "", exit);
+            report_exit(&self.table, &self.events, c, "", exit);
         }
         Ok(api::CreateTaskResponse { pid: pid as u32, ..Default::default() })
     }
@@ -432,7 +457,7 @@ impl containerd_shim::Task for TaskService {
             let t = self.lock();
             let c = t.containers.get(&req.id).ok_or_else(|| not_found(&req.id, ""))?;
             let p = c.process(&req.exec_id).ok_or_else(|| not_found(&req.id, &req.exec_id))?;
-            if p.exit.get().is_some() && !(req.all && req.exec_id.is_empty()) {
+            if (p.reaped || p.exit.get().is_some()) && !(req.all && req.exec_id.is_empty()) {
                 return Err(status(Code::NOT_FOUND, "process already finished"));
             }
             (c.runtime.clone(), c.bundle.clone(), p.pid)

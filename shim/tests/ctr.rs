@@ -52,6 +52,14 @@ fn run_passes_output_and_exit_codes_as_runc_shim_does() {
     assert_eq!(hutch_code, Some(3));
     assert_eq!(hutch_code, runc_code);
 
+    // Output still in flight when the process exits (more than a pipe and a fifo hold) all
+    // reaches the client: the exit is reported after it.
+    let big = "head -c 400000 /dev/zero | tr '\\0' x; head -c 300000 /dev/zero | tr '\\0' y >&2; exit 5";
+    let out = c.run(HUTCH, "big", &["sh", "-c", big]);
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", text(&out.stderr));
+    assert_eq!((out.stdout.len(), out.stderr.len()), (400000, 300000));
+    assert!(out.stdout.iter().all(|&b| b == b'x') && out.stderr.iter().all(|&b| b == b'y'));
+
     // A death by signal: 128 + signal, from both shims.
     let mut codes = Vec::new();
     for (runtime, id) in [(HUTCH, "killed"), (RUNC, "killed-runc")] {
@@ -143,6 +151,10 @@ fn exec_ps_pause_resume_metrics_kill() {
 fn pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
     let ws = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     let p = nix::pty::openpty(Some(&ws), None).unwrap();
+    // Not inherited by what the other tests spawn meanwhile (openpty has no O_CLOEXEC).
+    for fd in [&p.master, &p.slave] {
+        nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).unwrap();
+    }
     (p.master, p.slave)
 }
 
@@ -187,7 +199,8 @@ fn terminal_task_gets_a_pty_input_and_the_clients_size() {
     let status = run.wait().unwrap();
     let seen = text(&seen);
     assert!(seen.contains("33 91"), "the pty did not get the client's size: {seen:?}");
-    assert!(seen.contains("got typed"), "{seen:?}");
+    // The exit follows the output: ctr 1.6 stops reading when it learns of the exit.
+    assert!(seen.contains("got typed"), "{seen:?}, ctr {status}");
     assert_eq!(status.code(), Some(4));
     assert_clean(&c);
 }
