@@ -24,19 +24,19 @@ use clap::Parser;
 )]
 pub struct Cli {
     /// Directory for container state (tmpfs recommended)
-    #[arg(long, global = true, default_value = hutch::state::DEFAULT_ROOT, value_name = "DIR")]
+    #[arg(long, default_value = hutch::state::DEFAULT_ROOT, value_name = "DIR")]
     root: PathBuf,
     /// Write logs to this file instead of stderr (containerd passes one)
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     log: Option<PathBuf>,
     /// Log format
-    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    #[arg(long, value_enum, default_value_t = logging::Format::Text)]
     log_format: logging::Format,
     /// Log at debug level
-    #[arg(long, global = true)]
+    #[arg(long)]
     debug: bool,
     /// Use systemd to manage cgroups (not supported: hutch writes cgroupfs directly)
-    #[arg(long, global = true)]
+    #[arg(long)]
     systemd_cgroup: bool,
     #[command(subcommand)]
     command: commands::Command,
