@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use cgroups_rs::fs::freezer::FreezerController;
 use cgroups_rs::fs::hierarchies;
+use cgroups_rs::fs::pid::PidController;
+use cgroups_rs::fs::MaxValue;
 use cgroups_rs::{CgroupPid, FreezerState, Manager};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemory, LinuxResources,
+    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemory, LinuxResources,
 };
 
 use crate::error::{Error, Result};
@@ -263,10 +265,12 @@ impl Cgroup {
         // v2 has no devices controller: the rules become an eBPF program (cgroups-rs has none).
         let v2_devices = if v2 { rest.devices_mut().take() } else { None };
         if !v2 {
-            self.set_v1_before_manager(&mut rest)?;
+            self.set_v1_directly(&mut rest)?;
         }
-        let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
-        manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
+        if rest != LinuxResources::default() {
+            let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
+            manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
+        }
         if let Some(rules) = v2_devices {
             let dir = hierarchy().root().join(&self.path);
             devices::attach(&dir, &rules).map_err(|e| (".devices".into(), e))?;
@@ -298,15 +302,57 @@ impl Cgroup {
         Ok(())
     }
 
-    /// What hutch does on v1 before cgroups-rs's FsManager applies `rest`: writes the memory
-    /// limits itself (taking them out of `rest`) and makes absent device numbers wildcards.
-    fn set_v1_before_manager(&self, rest: &mut LinuxResources) -> std::result::Result<(), (String, String)> {
+    /// What hutch applies on v1 itself, taking it out of `rest` for cgroups-rs's FsManager: the
+    /// memory limits (see below), and pids and device rules through the crate's controllers of
+    /// this cgroup, already loaded. FsManager::new reads /proc/self/cgroup and mountinfo three
+    /// times, a visible part of a sandbox's start; with nothing left for it, it is not made.
+    fn set_v1_directly(&self, rest: &mut LinuxResources) -> std::result::Result<(), (String, String)> {
         if let Some(m) = rest.memory_mut() {
             self.set_v1_memory_limits(m)?;
             m.set_limit(None);
             m.set_swap(None);
         }
-        v1_wildcards(rest);
+        if rest.memory().as_ref().is_some_and(|m| *m == LinuxMemory::default()) {
+            rest.set_memory(None);
+        }
+        if let Some(pids) = rest.pids_mut().take() {
+            let ctl = self
+                .cg
+                .controller_of::<PidController>()
+                .ok_or_else(|| (".pids".to_string(), missing("pids")))?;
+            let max = if pids.limit() > 0 { MaxValue::Value(pids.limit()) } else { MaxValue::Max };
+            ctl.set_pid_max(max).map_err(|e| (".pids.limit".to_string(), e.to_string()))?;
+        }
+        if let Some(rules) = rest.devices_mut().take() {
+            self.set_v1_devices(&rules)?;
+        }
+        Ok(())
+    }
+
+    /// Device rules in order, as FsManager writes them; a rule without major or minor means
+    /// every number (runtime spec), which cgroups-rs writes as `*` only when given -1.
+    fn set_v1_devices(&self, rules: &[LinuxDeviceCgroup]) -> std::result::Result<(), (String, String)> {
+        use cgroups_rs::fs::devices::{DevicePermissions, DevicesController};
+        let ctl = self
+            .cg
+            .controller_of::<DevicesController>()
+            .ok_or_else(|| (".devices".to_string(), missing("devices")))?;
+        for (i, r) in rules.iter().enumerate() {
+            let field = || format!(".devices[{i}]");
+            let typ = r.typ().unwrap_or_default().as_str().chars().next();
+            let typ = cgroups_rs::fs::devices::DeviceType::from_char(typ)
+                .ok_or_else(|| (field(), format!("type {:?} is not a, b or c", r.typ())))?;
+            let access = r.access().clone().unwrap_or_default();
+            let perms: Vec<DevicePermissions> =
+                access.chars().filter_map(DevicePermissions::from_char).collect();
+            let (major, minor) = (r.major().unwrap_or(-1), r.minor().unwrap_or(-1));
+            let written = if r.allow() {
+                ctl.allow_device(typ, major, minor, &perms)
+            } else {
+                ctl.deny_device(typ, major, minor, &perms)
+            };
+            written.map_err(|e| (field(), e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -493,8 +539,10 @@ impl Cgroup {
         }
         let mut rest = resources.clone();
         if !self.cg.v2() {
-            self.set_v1_before_manager(&mut rest)
-                .map_err(|(field, e)| self.err(format!("update{field}: {e}")))?;
+            self.set_v1_directly(&mut rest).map_err(|(field, e)| self.err(format!("update{field}: {e}")))?;
+        }
+        if rest == LinuxResources::default() {
+            return Ok(());
         }
         self.manager()?.set(&rest).map_err(|e| self.err(format!("update: {e}")))
     }
@@ -556,11 +604,10 @@ impl Cgroup {
     }
 }
 
-/// A device rule without major or minor means every number (runtime spec); cgroups-rs writes
-/// an absent one as 0 and only -1 as `*`, so "c *:* m" would become "c 0:0 m".
-fn v1_wildcards(res: &mut LinuxResources) {
-    for r in res.devices_mut().iter_mut().flatten() {
-        r.set_major(Some(r.major().unwrap_or(-1)));
-        r.set_minor(Some(r.minor().unwrap_or(-1)));
-    }
+/// Why a v1 cgroup lacks a controller its limits need.
+fn missing(controller: &str) -> String {
+    format!(
+        "the cgroup has no {controller} controller (this host has none, or the annotation \
+         {CONTROLLERS_ANNOTATION} leaves it out)"
+    )
 }
