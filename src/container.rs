@@ -14,7 +14,7 @@ use crate::cgroups::Cgroup;
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
 use crate::hooks;
-use crate::process::{self, Job, SpawnRequest};
+use crate::process::{self, CgroupSetup, Job, SpawnRequest};
 use crate::state::{self, State, StateDir, Status};
 
 /// How long delete waits for a killed container's processes to go.
@@ -159,12 +159,17 @@ fn create_job(
         linux.and_then(|l| l.devices().as_deref()).unwrap_or_default(),
     );
     let controllers = Cgroup::controllers_of(config.spec.annotations().as_ref());
-    let cgroup = cleanup.cgroup.insert(Cgroup::create(
-        &cg_path,
-        Some(&resources),
-        &config.file,
-        controllers.as_deref(),
-    )?);
+    let after_clone = Cgroup::joinable_after_clone(Some(&resources));
+    let cgroup_slot = &mut cleanup.cgroup;
+    let make_cgroup = move || {
+        let cg = cgroup_slot.insert(Cgroup::create(
+            &cg_path,
+            Some(&resources),
+            &config.file,
+            controllers.as_deref(),
+        )?);
+        cg.join_plan()
+    };
     let start_listener = if waits_for_start {
         let sock_path = cleanup.dir.as_ref().expect("set").start_socket();
         let listener = UnixListener::bind(&sock_path).context(|| format!("bind {}", sock_path.display()))?;
@@ -183,7 +188,7 @@ fn create_job(
         stdio,
         hook_state: hooks.is_some().then(|| oci_state_json(&state, Status::Creating)),
         job,
-        cgroup,
+        cgroup: CgroupSetup { make: Box::new(make_cgroup), after_clone },
         preserve_fds: opts.preserve_fds,
     }) {
         Ok(spawned) => spawned,
@@ -402,7 +407,7 @@ impl Container {
         if opts.process.terminal() == Some(true) && opts.console_socket.is_none() && opts.detach {
             return Err(Error::Usage("a detached exec with a terminal needs --console-socket".into()));
         }
-        let mut cgroup = self.cgroup();
+        let cgroup = self.cgroup();
         let root = self.dir.dir.parent().map(Path::to_path_buf).unwrap_or_default();
         let spawned = process::spawn(SpawnRequest {
             config: &config,
@@ -410,7 +415,7 @@ impl Container {
             stdio: None,
             hook_state: None,
             job: Job::Exec { target: Pid::from_raw(self.state.pid), process: Box::new(opts.process.clone()) },
-            cgroup: &mut cgroup,
+            cgroup: CgroupSetup::existing(&cgroup),
             preserve_fds: opts.preserve_fds,
         })?;
         if let Some(p) = &opts.pid_file {

@@ -5,7 +5,7 @@
 //! Works on v1, hybrid (v1 controllers plus a cgroup2 mount; the v1 controllers are used) and
 //! pure v2 hosts, whichever `cgroups-rs` detects.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,36 @@ pub struct JoinPlan {
 impl JoinPlan {
     /// Run in the new, single-threaded process: moves it into each v1 hierarchy's cgroup.
     pub fn join_v1(&self) -> std::result::Result<(), String> {
-        use std::io::Write;
         for (path, file) in &self.v1_tasks {
-            (&*file).write_all(b"0").map_err(|e| format!("join cgroup: write {}: {e}", path.display()))?;
+            join_through(path, file.as_fd())?;
         }
         Ok(())
     }
+
+    /// The files a process that already runs writes "0" to, to join the cgroup: the v1 `tasks`
+    /// files, and `cgroup.procs` of the cgroup2 directory (slower than CLONE_INTO_CGROUP: see
+    /// `Cgroup::join_plan`). Opened here, so with the opener's credentials.
+    pub fn into_join_files(self) -> Result<Vec<(std::path::PathBuf, OwnedFd)>> {
+        let mut files: Vec<_> = self.v1_tasks.into_iter().map(|(p, f)| (p, OwnedFd::from(f))).collect();
+        if let Some(dir) = &self.v2_dir {
+            let procs = nix::fcntl::openat(
+                dir,
+                "cgroup.procs",
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::Sys { context: "open cgroup.procs".into(), source: e })?;
+            files.push(("cgroup.procs".into(), procs));
+        }
+        Ok(files)
+    }
+}
+
+/// Moves the calling (single-threaded) process into a cgroup through one of its join files.
+pub fn join_through(path: &Path, file: std::os::fd::BorrowedFd<'_>) -> std::result::Result<(), String> {
+    nix::unistd::write(file, b"0")
+        .map(drop)
+        .map_err(|e| format!("join cgroup: write {}: {e}", path.display()))
 }
 
 /// The host's cgroup hierarchies, read from mountinfo once per process (they do not move while
@@ -154,6 +178,17 @@ impl Cgroup {
         }
         res.set_devices(Some(rules));
         res
+    }
+
+    /// Whether a cgroup with `resources` can be joined through files after its first process is
+    /// cloned (see `JoinPlan::into_join_files`) as fast as with CLONE_INTO_CGROUP: on v1 and
+    /// hybrid hosts, unless limits may need the cgroup2 part of a hybrid host.
+    pub fn joinable_after_clone(resources: Option<&LinuxResources>) -> bool {
+        let needs_cgroup2 = resources.is_some_and(|r| {
+            r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+                || r.unified().as_ref().is_some_and(|u| !u.is_empty())
+        });
+        !is_unified() && !needs_cgroup2
     }
 
     /// Creates the cgroup in every hierarchy and applies `resources`. Errors name the field of

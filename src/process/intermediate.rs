@@ -1,5 +1,7 @@
 //! The intermediate stage: enters and creates namespaces, then clones init into them.
 
+use std::os::fd::AsFd;
+
 use nix::sched::CloneFlags;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::LinuxNamespaceType;
@@ -44,7 +46,9 @@ fn steps(
     };
     let ask = |msg: IntermediateMsg| tx.send(&msg).map_err(|e| format!("send {msg:?}: {e}"));
     // First of all, into the container's cgroup, so that init and its children are born there.
-    ctx.cgroup.join_v1()?;
+    if let Some(plan) = &ctx.cgroup {
+        plan.join_v1()?;
+    }
     expect(MainMsg::Go)?;
 
     namespaces::join_all(&ctx.joins).map_err(|e| format!("linux.namespaces: join: {e}"))?;
@@ -111,7 +115,8 @@ pub(super) fn become_root() -> Result<(), String> {
 /// it: no namespace to join by path (setns must come before the new namespaces) and no time
 /// offsets (they must be written before the first process enters the namespace, and a child
 /// cloned with CLONE_NEWTIME is that process). The cgroup namespace is not among them: init
-/// unshares it once it has joined its v1 cgroups, so that the namespace is rooted there.
+/// unshares it once it has joined its cgroup, so that the namespace is rooted there. spawn
+/// clones with the user, pid and time flags among these; init unshares the others itself.
 /// Saves a fork, an exit and three messages on every create.
 pub(crate) fn direct_flags(
     config: &crate::config::Config,
@@ -131,16 +136,28 @@ pub(crate) fn direct_flags(
 }
 
 /// The start of init when main cloned it directly (see `direct_flags`): what the intermediate
-/// would have done for it, in the same order, then the init order.
+/// would have done for it, then the init order. It makes its other namespaces while main
+/// writes its id maps and makes its cgroup, and joins the cgroup through the files main sends
+/// (or, made before the clone, through the inherited plan, or by being born in it).
 pub(crate) fn run_direct(ctx: ChildContext<'_>, init_tx: Sender<InitMsg>) -> ! {
     let prepared = (|| {
-        ctx.cgroup.join_v1()?;
-        if ctx.config.new_namespace(LinuxNamespaceType::User) {
-            match ctx.from_main.recv() {
-                Ok(MainMsg::IdMapsWritten) => {}
-                Ok(got) => return Err(format!("expected IdMapsWritten from main, got {got:?}")),
-                Err(e) => return Err(format!("waiting for IdMapsWritten: {e}")),
+        if let Some(plan) = &ctx.cgroup {
+            plan.join_v1()?;
+        }
+        namespaces::unshare_flags(ctx.unshare)
+            .map_err(|e| format!("linux.namespaces: unshare {:?}: {e}", ctx.unshare))?;
+        let (files, fds) = match ctx.from_main.recv_with_fds() {
+            Ok((MainMsg::OutsideDone { cgroup_files }, fds)) if cgroup_files.len() == fds.len() => {
+                (cgroup_files, fds)
             }
+            Ok((got, _)) => return Err(format!("expected OutsideDone from main, got {got:?}")),
+            Err(e) => return Err(format!("waiting for OutsideDone: {e}")),
+        };
+        for (path, fd) in files.iter().zip(&fds) {
+            crate::cgroups::join_through(std::path::Path::new(path), fd.as_fd())?;
+        }
+        drop(fds);
+        if ctx.config.new_namespace(LinuxNamespaceType::User) {
             become_root()?;
         }
         if ctx.config.new_namespace(LinuxNamespaceType::Cgroup) {

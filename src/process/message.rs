@@ -9,6 +9,11 @@ pub enum MainMsg {
     Go,
     IdMapsWritten,
     TimeOffsetsWritten,
+    /// To init cloned directly: main's part from outside is done (id maps written, cgroup
+    /// made). The message's descriptors are files to join the cgroup through, these paths.
+    OutsideDone {
+        cgroup_files: Vec<String>,
+    },
     /// To init: the prestart and createRuntime hooks ran; this is the state to give its own.
     HooksDone {
         state: String,

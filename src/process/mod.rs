@@ -30,4 +30,4 @@ pub mod intermediate;
 pub mod message;
 pub mod spawn;
 
-pub use spawn::{spawn, Job, SpawnRequest, Spawned, Stdio};
+pub use spawn::{spawn, CgroupSetup, Job, SpawnRequest, Spawned, Stdio};

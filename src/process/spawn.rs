@@ -11,12 +11,13 @@ use nix::unistd::Pid;
 use super::clone::clone3;
 use super::intermediate;
 use super::message::{InitMsg, IntermediateMsg, MainMsg, StageFailure};
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, JoinPlan};
 use crate::channel::{channel, ChannelError, Receiver, Sender};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks;
-use crate::namespaces::Join;
+use crate::namespaces::{clone_flag, Join};
+use oci_spec::runtime::LinuxNamespaceType;
 
 /// What the new process is for.
 pub enum Job {
@@ -42,13 +43,29 @@ pub struct SpawnRequest<'a> {
     /// The OCI state hooks receive (without the pid, which is filled in), when the config has
     /// hooks to run during create.
     pub hook_state: Option<serde_json::Value>,
-    pub cgroup: &'a Cgroup,
+    pub cgroup: CgroupSetup<'a>,
     /// Descriptors 3..3+N stay open in the container.
     pub preserve_fds: i32,
     /// The compiled `linux.seccomp`, loaded by init.
     pub seccomp: Option<crate::seccomp::Compiled>,
     /// stdin, stdout and stderr for the container, instead of the caller's own.
     pub stdio: Option<Stdio>,
+}
+
+/// The cgroup the new process joins.
+pub struct CgroupSetup<'a> {
+    /// Makes (create) or opens (exec) the cgroup, and tells how to join it.
+    pub make: Box<dyn FnOnce() -> Result<JoinPlan> + 'a>,
+    /// It can be made after init is cloned (`Cgroup::joinable_after_clone`): then main makes
+    /// it while init makes its namespaces.
+    pub after_clone: bool,
+}
+
+impl<'a> CgroupSetup<'a> {
+    /// An existing cgroup (exec).
+    pub fn existing(cgroup: &'a Cgroup) -> CgroupSetup<'a> {
+        CgroupSetup { make: Box::new(|| cgroup.join_plan()), after_clone: false }
+    }
 }
 
 /// Descriptors that become the container's 0, 1 and 2.
@@ -76,8 +93,10 @@ pub(crate) struct ChildContext<'a> {
     pub from_main: Receiver<MainMsg>,
     pub seccomp: Option<crate::seccomp::Compiled>,
     pub stdio: Option<Stdio>,
-    /// The cgroup the intermediate joins itself.
-    pub cgroup: crate::cgroups::JoinPlan,
+    /// The cgroup the first child joins itself, when it was made before the clone.
+    pub cgroup: Option<JoinPlan>,
+    /// The namespaces init cloned directly unshares itself, while main works from outside.
+    pub unshare: CloneFlags,
 }
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
@@ -92,12 +111,22 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     };
     let (init_tx, from_init) = channel::<InitMsg>().map_err(sys("socketpair"))?;
     let (to_init, init_rx) = channel::<MainMsg>().map_err(sys("socketpair"))?;
-    let mut cgroup = req.cgroup.join_plan()?;
-    let v2_cgroup = cgroup.v2_dir.take();
     let direct = match req.job {
         Job::Create { .. } | Job::Zygote { .. } => intermediate::direct_flags(req.config, &joins),
         Job::Exec { .. } => None,
     };
+    let CgroupSetup { make: make_cgroup, after_clone } = req.cgroup;
+    let (mut cgroup, make_cgroup_later) = if direct.is_some() && after_clone {
+        (None, Some(make_cgroup))
+    } else {
+        (Some(make_cgroup()?), None)
+    };
+    let v2_cgroup = cgroup.as_mut().and_then(|c| c.v2_dir.take());
+    // Cloned directly, init is born in its user, pid and time namespaces (unshare moves only
+    // the caller's children into the last two; the first owns the rest) and makes the rest
+    // itself, the network namespace most costly among them, while main writes its id maps and
+    // makes its cgroup.
+    let born_in = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID | clone_flag(LinuxNamespaceType::Time);
     let ctx = ChildContext {
         config: req.config,
         joins,
@@ -107,13 +136,14 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         seccomp: req.seccomp,
         stdio: req.stdio,
         cgroup,
+        unshare: direct.map(|f| f - born_in).unwrap_or(CloneFlags::empty()),
     };
     let v2_cgroup = v2_cgroup.as_ref().map(|fd| fd.as_fd());
     let mut guard = Reaper { pids: Vec::new() };
     let init = match direct {
         Some(flags) => {
             // SAFETY: hutch is single-threaded here; the child becomes init and never returns.
-            let init = match unsafe { clone3(flags.bits() as u64, v2_cgroup) } {
+            let init = match unsafe { clone3((flags & born_in).bits() as u64, v2_cgroup) } {
                 Err(e) => return Err(Error::Io { context: "clone init".into(), source: e }),
                 Ok(0) => {
                     drop((from_init, to_init));
@@ -123,16 +153,33 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
             };
             drop((init_tx, ctx));
             guard.pids.push(init);
-            if flags.contains(CloneFlags::CLONE_NEWUSER) {
-                if let Err(e) = write_id_maps(req.config, init) {
-                    // init may have failed before (joining its cgroup): its reason comes first.
+            let outside = (|| {
+                if flags.contains(CloneFlags::CLONE_NEWUSER) {
+                    write_id_maps(req.config, init)?;
+                }
+                match make_cgroup_later {
+                    Some(make) => make()?.into_join_files(),
+                    None => Ok(Vec::new()),
+                }
+            })();
+            let files = match outside {
+                Ok(files) => files,
+                Err(e) => {
+                    // init may have failed before (making its namespaces): its reason comes first.
                     let _ = kill(init, Signal::SIGKILL);
                     return Err(match from_init.recv() {
                         Ok(InitMsg::Failed(f)) => f.into(),
                         _ => e,
                     });
                 }
-                to_init.send(&MainMsg::IdMapsWritten).map_err(|e| lost("init", e))?;
+            };
+            let paths = files.iter().map(|(p, _)| p.display().to_string()).collect();
+            let fds: Vec<_> = files.iter().map(|(_, f)| f.as_fd()).collect();
+            if let Err(e) = to_init.send_with_fds(&MainMsg::OutsideDone { cgroup_files: paths }, &fds) {
+                return Err(match from_init.recv() {
+                    Ok(InitMsg::Failed(f)) => f.into(),
+                    _ => lost("init", e),
+                });
             }
             init
         }

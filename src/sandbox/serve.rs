@@ -205,18 +205,8 @@ impl<'a> Server<'a> {
                 &self.config.file,
                 Some(&super::controllers()),
             )?;
-            let plan = cgroup.join_plan()?;
-            let mut join: Vec<OwnedFd> = plan.v1_tasks.into_iter().map(|(_, f)| f.into()).collect();
-            if let Some(dir) = &plan.v2_dir {
-                let fd = nix::fcntl::openat(
-                    dir,
-                    "cgroup.procs",
-                    nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(|e| Error::Sys { context: "open cgroup.procs".into(), source: e })?;
-                join.push(fd);
-            }
+            let join: Vec<OwnedFd> =
+                cgroup.join_plan()?.into_join_files()?.into_iter().map(|(_, f)| f).collect();
             let meter = Meter::new(&cgroup);
             self.slots.push(Slot { cgroup, join, meter, busy: false });
         }
