@@ -1,5 +1,6 @@
-//! The main stage: forks the intermediate, answers its requests from outside the new
-//! namespaces, and waits for init to be ready.
+//! The main stage: forks the intermediate (or clones init directly), makes the cgroup before
+//! or after that clone, does from outside the new namespaces what they need, and waits for
+//! init to be ready.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -7,6 +8,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use oci_spec::runtime::LinuxNamespaceType;
 
 use super::clone::clone3;
 use super::intermediate;
@@ -17,7 +19,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hooks;
 use crate::namespaces::{clone_flag, Join};
-use oci_spec::runtime::LinuxNamespaceType;
 
 /// What the new process is for.
 pub enum Job {
@@ -157,28 +158,22 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
                 if flags.contains(CloneFlags::CLONE_NEWUSER) {
                     write_id_maps(req.config, init)?;
                 }
-                match make_cgroup_later {
-                    Some(make) => make()?.into_join_files(),
-                    None => Ok(Vec::new()),
-                }
+                let files = match make_cgroup_later {
+                    Some(make) => make()?.into_join_files()?,
+                    None => Vec::new(),
+                };
+                let paths = files.iter().map(|(p, _)| p.display().to_string()).collect();
+                let fds: Vec<_> = files.iter().map(|(_, f)| f.as_fd()).collect();
+                to_init
+                    .send_with_fds(&MainMsg::OutsideDone { cgroup_files: paths }, &fds)
+                    .map_err(|e| lost("init", e))
             })();
-            let files = match outside {
-                Ok(files) => files,
-                Err(e) => {
-                    // init may have failed before (making its namespaces): its reason comes first.
-                    let _ = kill(init, Signal::SIGKILL);
-                    return Err(match from_init.recv() {
-                        Ok(InitMsg::Failed(f)) => f.into(),
-                        _ => e,
-                    });
-                }
-            };
-            let paths = files.iter().map(|(p, _)| p.display().to_string()).collect();
-            let fds: Vec<_> = files.iter().map(|(_, f)| f.as_fd()).collect();
-            if let Err(e) = to_init.send_with_fds(&MainMsg::OutsideDone { cgroup_files: paths }, &fds) {
+            if let Err(e) = outside {
+                // init may have failed before (making its namespaces): its reason comes first.
+                let _ = kill(init, Signal::SIGKILL);
                 return Err(match from_init.recv() {
                     Ok(InitMsg::Failed(f)) => f.into(),
-                    _ => lost("init", e),
+                    _ => e,
                 });
             }
             init
