@@ -258,7 +258,7 @@ fn setup(
     netns: Option<BorrowedFd<'_>>,
 ) -> Result<exec::Program, String> {
     for fd in &run.cgroup {
-        nix::unistd::write(fd, b"0").map_err(|e| format!("join the slot's cgroup: {e}"))?;
+        crate::cgroups::join_through(std::path::Path::new("the slot's cgroup file"), fd.as_fd())?;
     }
     if let Some(ns) = netns {
         nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)
