@@ -54,12 +54,13 @@ pub(crate) fn run(
     job: Job,
     tx: Sender<InitMsg>,
     from_main: Receiver<MainMsg>,
+    mut cgroup: LateCgroup,
     seccomp: Option<Compiled>,
     preserve_fds: i32,
 ) -> ! {
     if let Job::Zygote { no_pivot, requests, replies } = job {
         // A warm sandbox: the container is built as for create, then this process serves runs.
-        let built = isolate_self(true).and_then(|()| build(config, no_pivot, &tx, &from_main));
+        let built = isolate_self(true).and_then(|()| build(config, no_pivot, &tx, &from_main, &mut cgroup));
         if let Err(message) = built {
             let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
             exit(1)
@@ -80,7 +81,7 @@ pub(crate) fn run(
     let late = process.no_new_privileges() == Some(true);
     let early_seccomp = seccomp.as_ref().filter(|_| !late);
     let (prog, hook_state) =
-        match steps(config, process, create, &tx, &from_main, early_seccomp, preserve_fds) {
+        match steps(config, process, create, &tx, &from_main, &mut cgroup, early_seccomp, preserve_fds) {
             Ok(done) => done,
             Err(message) => {
                 let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
@@ -177,15 +178,17 @@ fn steps(
     create: Option<bool>,
     tx: &Sender<InitMsg>,
     from_main: &Receiver<MainMsg>,
+    cgroup: &mut LateCgroup,
     seccomp: Option<&Compiled>,
     preserve_fds: i32,
 ) -> Result<(exec::Program, Option<String>), String> {
     let terminal = process.terminal() == Some(true);
     isolate_self(create.is_some() || terminal)?;
     let hook_state = match create {
-        Some(no_pivot) => build(config, no_pivot, tx, from_main)?,
+        Some(no_pivot) => build(config, no_pivot, tx, from_main, cgroup)?,
         None => None,
     };
+    cgroup.enter(from_main)?;
     if terminal && create.is_none() {
         send_console(process, tx)?;
     }
@@ -213,7 +216,11 @@ fn build(
     no_pivot: bool,
     tx: &Sender<InitMsg>,
     from_main: &Receiver<MainMsg>,
+    cgroup: &mut LateCgroup,
 ) -> Result<Option<String>, String> {
+    if LateCgroup::needed_by_mounts_or_hooks(config) {
+        cgroup.enter(from_main)?;
+    }
     // 3, 4
     rootfs::prepare(config, config.new_namespace(LinuxNamespaceType::Cgroup))?;
     let hook_state = create_hooks(config, tx, from_main)?;
@@ -233,7 +240,55 @@ fn build(
         std::fs::write(&path, value).map_err(|e| format!("linux.sysctl.{key}: write {path}: {e}"))?;
     }
     rootfs::finish(config)?;
+    cgroup.enter(from_main)?;
     Ok(hook_state)
+}
+
+/// The cgroup of an init that main cloned directly, which main makes while init builds the
+/// container: init joins it through the files main sends (`MainMsg::CgroupReady`), then
+/// unshares its cgroup namespace, rooted there. That happens before the program runs, and
+/// before the mounts when a cgroup filesystem is mounted (it shows the namespace's view) or
+/// hooks run (they may look at init's cgroup).
+pub(crate) struct LateCgroup {
+    pending: bool,
+    new_namespace: bool,
+}
+
+impl LateCgroup {
+    /// Main is making it; `new_namespace`: unshare a cgroup namespace once in it.
+    pub(crate) fn pending(new_namespace: bool) -> LateCgroup {
+        LateCgroup { pending: true, new_namespace }
+    }
+
+    /// Joined before init was born (the intermediate's path).
+    pub(crate) fn joined() -> LateCgroup {
+        LateCgroup { pending: false, new_namespace: false }
+    }
+
+    fn needed_by_mounts_or_hooks(config: &Config) -> bool {
+        let cgroupfs = |m: &oci_spec::runtime::Mount| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"));
+        config.spec.mounts().iter().flatten().any(cgroupfs) || config.spec.hooks().is_some()
+    }
+
+    /// Joins it, once.
+    fn enter(&mut self, from_main: &Receiver<MainMsg>) -> Result<(), String> {
+        if !std::mem::take(&mut self.pending) {
+            return Ok(());
+        }
+        let (files, fds) = match from_main.recv_with_fds() {
+            Ok((MainMsg::CgroupReady { join_files }, fds)) if join_files.len() == fds.len() => (join_files, fds),
+            Ok((got, _)) => return Err(format!("expected CgroupReady from main, got {got:?}")),
+            Err(e) => return Err(format!("waiting for CgroupReady: {e}")),
+        };
+        for (path, fd) in files.iter().zip(&fds) {
+            crate::cgroups::join_through(std::path::Path::new(path), fd.as_fd())?;
+        }
+        if self.new_namespace {
+            crate::namespaces::unshare_flags(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| format!("linux.namespaces: unshare cgroup: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Step 5: the pty comes from the container's own devpts; its master goes to main.

@@ -1,7 +1,5 @@
 //! The intermediate stage: enters and creates namespaces, then clones init into them.
 
-use std::os::fd::AsFd;
-
 use nix::sched::CloneFlags;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::LinuxNamespaceType;
@@ -62,7 +60,8 @@ fn steps(
         if let Some(stdio) = &ctx.stdio {
             init::use_stdio(stdio);
         }
-        init::run(ctx.config, ctx.job, init_tx, ctx.from_main, ctx.seccomp, ctx.preserve_fds);
+        let cgroup = init::LateCgroup::joined();
+        init::run(ctx.config, ctx.job, init_tx, ctx.from_main, cgroup, ctx.seccomp, ctx.preserve_fds);
     }
     ask(IntermediateMsg::InitPid(pid))
 }
@@ -137,8 +136,8 @@ pub(crate) fn direct_flags(
 
 /// The start of init when main cloned it directly (see `direct_flags`): what the intermediate
 /// would have done for it, then the init order. It makes its other namespaces while main
-/// writes its id maps and makes its cgroup, and joins the cgroup through the files main sends
-/// (or, made before the clone, through the inherited plan, or by being born in it).
+/// writes its id maps, and joins its cgroup once main has made it (`init::LateCgroup`), or
+/// joined it already through the inherited plan, or was born in it.
 pub(crate) fn run_direct(ctx: ChildContext<'_>, init_tx: Sender<InitMsg>) -> ! {
     let prepared = (|| {
         if let Some(plan) = &ctx.cgroup {
@@ -146,23 +145,13 @@ pub(crate) fn run_direct(ctx: ChildContext<'_>, init_tx: Sender<InitMsg>) -> ! {
         }
         namespaces::unshare_flags(ctx.unshare)
             .map_err(|e| format!("linux.namespaces: unshare {:?}: {e}", ctx.unshare))?;
-        let (files, fds) = match ctx.from_main.recv_with_fds() {
-            Ok((MainMsg::OutsideDone { cgroup_files }, fds)) if cgroup_files.len() == fds.len() => {
-                (cgroup_files, fds)
-            }
-            Ok((got, _)) => return Err(format!("expected OutsideDone from main, got {got:?}")),
-            Err(e) => return Err(format!("waiting for OutsideDone: {e}")),
-        };
-        for (path, fd) in files.iter().zip(&fds) {
-            crate::cgroups::join_through(std::path::Path::new(path), fd.as_fd())?;
-        }
-        drop(fds);
         if ctx.config.new_namespace(LinuxNamespaceType::User) {
+            match ctx.from_main.recv() {
+                Ok(MainMsg::IdMapsWritten) => {}
+                Ok(got) => return Err(format!("expected IdMapsWritten from main, got {got:?}")),
+                Err(e) => return Err(format!("waiting for IdMapsWritten: {e}")),
+            }
             become_root()?;
-        }
-        if ctx.config.new_namespace(LinuxNamespaceType::Cgroup) {
-            namespaces::unshare_flags(CloneFlags::CLONE_NEWCGROUP)
-                .map_err(|e| format!("linux.namespaces: unshare cgroup: {e}"))?;
         }
         Ok(())
     })();
@@ -174,5 +163,6 @@ pub(crate) fn run_direct(ctx: ChildContext<'_>, init_tx: Sender<InitMsg>) -> ! {
     if let Some(stdio) = &ctx.stdio {
         init::use_stdio(stdio);
     }
-    init::run(ctx.config, ctx.job, init_tx, ctx.from_main, ctx.seccomp, ctx.preserve_fds);
+    let cgroup = init::LateCgroup::pending(ctx.config.new_namespace(LinuxNamespaceType::Cgroup));
+    init::run(ctx.config, ctx.job, init_tx, ctx.from_main, cgroup, ctx.seccomp, ctx.preserve_fds);
 }

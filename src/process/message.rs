@@ -9,10 +9,10 @@ pub enum MainMsg {
     Go,
     IdMapsWritten,
     TimeOffsetsWritten,
-    /// To init cloned directly: main's part from outside is done (id maps written, cgroup
-    /// made). The message's descriptors are files to join the cgroup through, these paths.
-    OutsideDone {
-        cgroup_files: Vec<String>,
+    /// To init cloned directly: its cgroup is made. The message's descriptors are files to
+    /// join it through, these paths (none when init was born in it or joined it already).
+    CgroupReady {
+        join_files: Vec<String>,
     },
     /// To init: the prestart and createRuntime hooks ran; this is the state to give its own.
     HooksDone {

@@ -125,8 +125,8 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let v2_cgroup = cgroup.as_mut().and_then(|c| c.v2_dir.take());
     // Cloned directly, init is born in its user, pid and time namespaces (unshare moves only
     // the caller's children into the last two; the first owns the rest) and makes the rest
-    // itself, the network namespace most costly among them, while main writes its id maps and
-    // makes its cgroup.
+    // itself, the network namespace most costly among them, while main writes its id maps.
+    // Then init builds the container while main makes its cgroup (see init::LateCgroup).
     let born_in = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID | clone_flag(LinuxNamespaceType::Time);
     let ctx = ChildContext {
         config: req.config,
@@ -157,6 +157,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
             let outside = (|| {
                 if flags.contains(CloneFlags::CLONE_NEWUSER) {
                     write_id_maps(req.config, init)?;
+                    to_init.send(&MainMsg::IdMapsWritten).map_err(|e| lost("init", e))?;
                 }
                 let files = match make_cgroup_later {
                     Some(make) => make()?.into_join_files()?,
@@ -165,7 +166,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
                 let paths = files.iter().map(|(p, _)| p.display().to_string()).collect();
                 let fds: Vec<_> = files.iter().map(|(_, f)| f.as_fd()).collect();
                 to_init
-                    .send_with_fds(&MainMsg::OutsideDone { cgroup_files: paths }, &fds)
+                    .send_with_fds(&MainMsg::CgroupReady { join_files: paths }, &fds)
                     .map_err(|e| lost("init", e))
             })();
             if let Err(e) = outside {
