@@ -208,9 +208,12 @@ impl Cgroup {
                 format!("cgroup {path} is in use by other processes"),
             ));
         }
+        // A delete of another container may remove the shared, empty `hutch` parent between
+        // the mkdirs of parent and child (see remove_empty_parent): one retry covers it.
         // v1 only: a v2 cgroup is one directory, its controllers enabled by what the limits need.
         let only = controllers.filter(|_| !is_unified()).map(|c| c.to_vec());
-        let cg = cgroups_rs::fs::Cgroup::new_with_specified_controllers(hierarchy(), path, only)
+        let cg = cgroups_rs::fs::Cgroup::new_with_specified_controllers(hierarchy(), path, only.clone())
+            .or_else(|_| cgroups_rs::fs::Cgroup::new_with_specified_controllers(hierarchy(), path, only))
             .map_err(|e| Error::Cgroup { path: path.to_string(), message: format!("create: {e}") })?;
         let mut this = Cgroup { path: path.to_string(), cg, unified: None };
         if let Some(res) = resources {
@@ -599,6 +602,19 @@ impl Cgroup {
         self.cg.v2()
     }
 
+    /// The default parent (`hutch`) is hutch's own: once its last container is gone it goes too,
+    /// in each hierarchy the container used. rmdir refuses while another container's cgroup
+    /// is in it.
+    fn remove_empty_parent(&self) {
+        let Some(("hutch", _)) = self.path.split_once('/') else { return };
+        let dirs = self.cg.subsystems().iter().map(|s| s.to_controller().path().to_path_buf());
+        for dir in dirs.chain(self.unified.iter().map(|u| u.dir.clone())) {
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+
     /// Kills every member, waits until the cgroup is empty, and removes it.
     pub fn destroy(&self, timeout: Duration) -> Result<()> {
         let hybrid_part = self.unified.as_ref().filter(|_| !is_unified());
@@ -611,6 +627,7 @@ impl Cgroup {
                 && (!self.cg.exists() || self.cg.delete().is_ok())
                 && hybrid_part.is_none_or(|u| u.remove().is_ok())
             {
+                self.remove_empty_parent();
                 return Ok(());
             }
             if Instant::now() > deadline {
