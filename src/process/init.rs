@@ -266,7 +266,8 @@ impl LateCgroup {
     }
 
     fn needed_by_mounts_or_hooks(config: &Config) -> bool {
-        let cgroupfs = |m: &oci_spec::runtime::Mount| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"));
+        let cgroupfs =
+            |m: &oci_spec::runtime::Mount| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"));
         config.spec.mounts().iter().flatten().any(cgroupfs) || config.spec.hooks().is_some()
     }
 
@@ -276,7 +277,9 @@ impl LateCgroup {
             return Ok(());
         }
         let (files, fds) = match from_main.recv_with_fds() {
-            Ok((MainMsg::CgroupReady { join_files }, fds)) if join_files.len() == fds.len() => (join_files, fds),
+            Ok((MainMsg::CgroupReady { join_files }, fds)) if join_files.len() == fds.len() => {
+                (join_files, fds)
+            }
             Ok((got, _)) => return Err(format!("expected CgroupReady from main, got {got:?}")),
             Err(e) => return Err(format!("waiting for CgroupReady: {e}")),
         };
