@@ -72,7 +72,7 @@ pub(crate) fn run(
         crate::sandbox::zygote::serve(config, seccomp, requests, replies)
     }
     let (process, create) = match &job {
-        Job::Create { no_pivot, .. } => (config.process(), Some(*no_pivot)),
+        Job::Create { no_pivot, .. } => (config.process(), Some((*no_pivot, &mut cgroup))),
         Job::Exec { process, .. } => (&**process, None),
         Job::Zygote { .. } => unreachable!("handled above"),
     };
@@ -81,7 +81,7 @@ pub(crate) fn run(
     let late = process.no_new_privileges() == Some(true);
     let early_seccomp = seccomp.as_ref().filter(|_| !late);
     let (prog, hook_state) =
-        match steps(config, process, create, &tx, &from_main, &mut cgroup, early_seccomp, preserve_fds) {
+        match steps(config, process, create, &tx, &from_main, early_seccomp, preserve_fds) {
             Ok(done) => done,
             Err(message) => {
                 let _ = tx.send(&InitMsg::Failed(StageFailure::new(STAGE, message)));
@@ -170,26 +170,25 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// `create` is `Some(no_pivot)` for a new container; `None` for an exec into a running one,
-/// which skips the steps that build the container (3, 4, 6, 7, 8).
+/// `create` is `Some((no_pivot, cgroup))` for a new container; `None` for an exec into a
+/// running one, which skips the steps that build the container (3, 4, 6, 7, 8).
 fn steps(
     config: &Config,
     process: &oci_spec::runtime::Process,
-    create: Option<bool>,
+    create: Option<(bool, &mut LateCgroup)>,
     tx: &Sender<InitMsg>,
     from_main: &Receiver<MainMsg>,
-    cgroup: &mut LateCgroup,
     seccomp: Option<&Compiled>,
     preserve_fds: i32,
 ) -> Result<(exec::Program, Option<String>), String> {
     let terminal = process.terminal() == Some(true);
-    isolate_self(create.is_some() || terminal)?;
+    let exec = create.is_none();
+    isolate_self(!exec || terminal)?;
     let hook_state = match create {
-        Some(no_pivot) => build(config, no_pivot, tx, from_main, cgroup)?,
+        Some((no_pivot, cgroup)) => build(config, no_pivot, tx, from_main, cgroup)?,
         None => None,
     };
-    cgroup.enter(from_main)?;
-    if terminal && create.is_none() {
+    if terminal && exec {
         send_console(process, tx)?;
     }
     let prog = prepare_process(process, seccomp, Some(tx), preserve_fds)?;
