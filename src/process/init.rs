@@ -9,7 +9,9 @@
 //!  5. terminal: the pty comes from the container's own devpts; its master goes to main.
 //!  6. hostname and domainname.
 //!  7. sysctls, before /proc/sys becomes read-only in the next step.
-//!  8. rootfs::finish: readonlyPaths, maskedPaths, then a read-only root.
+//!  8. rootfs::finish: readonlyPaths, maskedPaths, then a read-only root. An init cloned
+//!     directly joins its cgroup here (`LateCgroup`), which main made meanwhile, and unshares
+//!     its cgroup namespace; before step 3 when a cgroup filesystem is mounted or hooks run.
 //!  9. oomScoreAdj and rlimits, while we are still fully privileged.
 //! 10. no_new_privs.
 //! 11. user and capabilities: bounding set first (needs CAP_SETPCAP), then setgroups/setgid/
