@@ -5,7 +5,7 @@
 //! Works on v1, hybrid (v1 controllers plus a cgroup2 mount; the v1 controllers are used) and
 //! pure v2 hosts, whichever `cgroups-rs` detects.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,9 @@ impl JoinPlan {
                 nix::sys::stat::Mode::empty(),
             )
             .map_err(|e| Error::Sys { context: "open cgroup.procs".into(), source: e })?;
-            files.push(("cgroup.procs".into(), procs));
+            // The directory was opened by path; its name serves error messages only.
+            let at = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).unwrap_or_default();
+            files.push((at.join("cgroup.procs"), procs));
         }
         Ok(files)
     }

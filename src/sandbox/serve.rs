@@ -81,7 +81,7 @@ pub fn serve(opts: &Options) -> Result<()> {
 struct Slot {
     cgroup: Cgroup,
     /// What a run writes "0" to, to join this slot's cgroup (see `Cgroup::join_plan`).
-    join: Vec<OwnedFd>,
+    join: Vec<(std::path::PathBuf, OwnedFd)>,
     meter: Meter,
     busy: bool,
 }
@@ -205,8 +205,7 @@ impl<'a> Server<'a> {
                 &self.config.file,
                 Some(&super::controllers()),
             )?;
-            let join: Vec<OwnedFd> =
-                cgroup.join_plan()?.into_join_files()?.into_iter().map(|(_, f)| f).collect();
+            let join = cgroup.join_plan()?.into_join_files()?;
             let meter = Meter::new(&cgroup);
             self.slots.push(Slot { cgroup, join, meter, busy: false });
         }
@@ -459,8 +458,9 @@ impl<'a> Server<'a> {
         let tag = self.next_tag;
         self.next_tag += 1;
         let mut fds = vec![stdin.as_fd(), out_w.as_fd(), err_w.as_fd(), errors_w.as_fd()];
-        fds.extend(s.join.iter().map(|f| f.as_fd()));
-        let msg = zygote::Request::Run { tag, slot, process: Box::new(process), cgroup_fds: s.join.len() };
+        fds.extend(s.join.iter().map(|(_, f)| f.as_fd()));
+        let cgroup_files = s.join.iter().map(|(p, _)| p.display().to_string()).collect();
+        let msg = zygote::Request::Run { tag, slot, process: Box::new(process), cgroup_files };
         self.to_zygote
             .send_with_fds(&msg, &fds)
             .map_err(|e| Error::Stage { stage: "zygote".into(), message: format!("send a run: {e}") })?;

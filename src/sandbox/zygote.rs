@@ -38,9 +38,9 @@ use crate::seccomp::Compiled;
 /// supervisor → zygote.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// Start a run. Descriptors: stdin, stdout, stderr, the error pipe, then `cgroup_fds`
-    /// descriptors the run writes "0" to.
-    Run { tag: u64, slot: usize, process: Box<Process>, cgroup_fds: usize },
+    /// Start a run. Descriptors: stdin, stdout, stderr, the error pipe, then one for each of
+    /// `cgroup_files`, which the run writes "0" to.
+    Run { tag: u64, slot: usize, process: Box<Process>, cgroup_files: Vec<String> },
 }
 
 /// zygote → supervisor.
@@ -104,7 +104,7 @@ pub(crate) fn serve(
         });
         if ready[0] {
             match requests.recv_with_fds() {
-                Ok((Request::Run { tag, slot, process, cgroup_fds }, fds)) => {
+                Ok((Request::Run { tag, slot, process, cgroup_files }, fds)) => {
                     let slot_netns = if own_netns {
                         match slot_netns(&mut netns, slot, config) {
                             Ok(fd) => Some(fd),
@@ -116,7 +116,7 @@ pub(crate) fn serve(
                     } else {
                         None
                     };
-                    let run = RunFds::new(fds, cgroup_fds);
+                    let run = RunFds::new(fds, cgroup_files);
                     match run.and_then(|run| start(config, seccomp.as_ref(), &process, &run, slot_netns)) {
                         Ok((pid, pidfd)) => {
                             let _ = replies.send_with_fds(&Reply::Started { tag }, &[pidfd.as_fd()]);
@@ -189,19 +189,20 @@ fn open_ns(path: &str) -> Result<OwnedFd, String> {
 struct RunFds {
     stdio: crate::process::Stdio,
     errors: OwnedFd,
-    cgroup: Vec<OwnedFd>,
+    /// The slot's join files, with their paths.
+    cgroup: Vec<(String, OwnedFd)>,
 }
 
 impl RunFds {
-    fn new(fds: Vec<OwnedFd>, cgroup_fds: usize) -> Result<RunFds, String> {
-        if fds.len() != 4 + cgroup_fds {
-            return Err(format!("expected {} descriptors, got {}", 4 + cgroup_fds, fds.len()));
+    fn new(fds: Vec<OwnedFd>, cgroup_files: Vec<String>) -> Result<RunFds, String> {
+        if fds.len() != 4 + cgroup_files.len() {
+            return Err(format!("expected {} descriptors, got {}", 4 + cgroup_files.len(), fds.len()));
         }
         let mut it = fds.into_iter();
         let mut next = || it.next().expect("counted");
         let stdio = crate::process::Stdio { stdin: next(), stdout: next(), stderr: next() };
         let errors = next();
-        Ok(RunFds { stdio, errors, cgroup: it.collect() })
+        Ok(RunFds { stdio, errors, cgroup: cgroup_files.into_iter().zip(it).collect() })
     }
 }
 
@@ -257,8 +258,8 @@ fn setup(
     run: &RunFds,
     netns: Option<BorrowedFd<'_>>,
 ) -> Result<exec::Program, String> {
-    for fd in &run.cgroup {
-        crate::cgroups::join_through(std::path::Path::new("the slot's cgroup file"), fd.as_fd())?;
+    for (path, fd) in &run.cgroup {
+        crate::cgroups::join_through(std::path::Path::new(path), fd.as_fd())?;
     }
     if let Some(ns) = netns {
         nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)
