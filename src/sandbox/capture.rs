@@ -22,27 +22,28 @@ pub struct Stream {
     total: u64,
     pub open: bool,
     passthrough: Option<i32>,
+    /// The read buffer, allocated once (calloc'd: its pages are touched only as reads fill them).
+    buf: Vec<u8>,
 }
 
 impl Stream {
     pub fn new(fd: OwnedFd, cap: u64, passthrough: Option<i32>) -> Stream {
         let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        Stream { fd, cap, kept: Vec::new(), total: 0, open: true, passthrough }
+        Stream { fd, cap, kept: Vec::new(), total: 0, open: true, passthrough, buf: vec![0; 64 * 1024] }
     }
 
     /// Reads what is there; true when this read crossed the cap.
     pub fn read_some(&mut self) -> bool {
-        let mut buf = [0u8; 64 * 1024];
         let was_under = self.total <= self.cap;
         loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut buf) {
+            match nix::unistd::read(self.fd.as_fd(), &mut self.buf) {
                 Ok(0) => {
                     self.open = false;
                     break;
                 }
                 Ok(n) => {
                     let room = self.cap.saturating_sub(self.kept.len() as u64) as usize;
-                    let keep = &buf[..n.min(room)];
+                    let keep = &self.buf[..n.min(room)];
                     self.kept.extend_from_slice(keep);
                     if let Some(fd) = self.passthrough {
                         // SAFETY: hutch's own stdout or stderr.
