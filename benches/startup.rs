@@ -35,11 +35,20 @@ fn main() {
     nix::mount::mount(Some("tmpfs"), &state, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)
         .expect("mount a tmpfs for the state roots");
 
-    let hutch = env!("CARGO_BIN_EXE_hutch");
+    // Every runtime runs from a copy of its executable whose page cache was dropped, so that all
+    // start as an installed program does after a reboot: read back on demand. A file written
+    // just now (as cargo writes hutch) is held in large folios and ran hutch about 1 ms (of 6)
+    // faster than the same bytes read back on demand, so a just-built hutch would otherwise race
+    // long-installed runtimes on unequal terms (these machines also run a DAMON pageout scheme,
+    // which evicts what is idle).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let hutch = cold_copy(&bin, Path::new(env!("CARGO_BIN_EXE_hutch")));
+    let hutch_run = hutch.clone();
     let mut runtimes: Vec<(&str, Launcher)> = vec![(
         "hutch",
         Box::new(move |root: &Path, id: &str| {
-            let mut c = Command::new(hutch);
+            let mut c = Command::new(&hutch_run);
             c.arg("--root").arg(root).args(["run", "--bundle"]).arg(bundle_of(root)).arg(id);
             c
         }),
@@ -49,7 +58,7 @@ fn main() {
     runtimes.push((
         "hutch-sandbox",
         Box::new(move |root: &Path, _id: &str| {
-            let mut c = Command::new(hutch);
+            let mut c = Command::new(&hutch);
             c.arg("--root")
                 .arg(root)
                 .args(["sandbox", "run", "--rootfs"])
@@ -58,11 +67,12 @@ fn main() {
             c
         }),
     ));
-    if which("bwrap") {
+    if let Some(bwrap) = which("bwrap") {
+        let bwrap = cold_copy(&bin, &bwrap);
         runtimes.push((
             "bwrap",
             Box::new(move |root: &Path, _id: &str| {
-                let mut c = Command::new("bwrap");
+                let mut c = Command::new(&bwrap);
                 c.args(["--unshare-all", "--die-with-parent", "--ro-bind"])
                     .arg(bundle_of(root).join("rootfs"))
                     .arg("/");
@@ -72,11 +82,12 @@ fn main() {
         ));
     }
     for rt in ["runc", "crun"] {
-        if which(rt) {
+        if let Some(path) = which(rt) {
+            let path = cold_copy(&bin, &path);
             runtimes.push((
                 rt,
                 Box::new(move |root: &Path, id: &str| {
-                    let mut c = Command::new(rt);
+                    let mut c = Command::new(&path);
                     c.arg("--root").arg(root).args(["run", "--bundle"]).arg(bundle_of(root)).arg(id);
                     c
                 }),
@@ -152,13 +163,21 @@ fn median(s: &mut [Duration]) -> Option<f64> {
     Some(s[s.len() / 2].as_secs_f64() * 1e3)
 }
 
-fn which(prog: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+fn which(prog: &str) -> Option<PathBuf> {
+    let out = Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().ok()?;
+    let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// A copy of `exe` in `dir`, under its own name, written out and dropped from the page cache.
+fn cold_copy(dir: &Path, exe: &Path) -> PathBuf {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let to = dir.join(exe.file_name().unwrap());
+    std::fs::copy(exe, &to).unwrap_or_else(|e| panic!("copy {}: {e}", exe.display()));
+    let f = std::fs::File::open(&to).unwrap();
+    f.sync_all().unwrap();
+    posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).expect("drop the copy's page cache");
+    to
 }
 
 /// A private mount namespace without the cgroup2 mount (for crun), shared by all runtimes.
