@@ -304,10 +304,7 @@ impl Cgroup {
         if !v2 {
             self.set_v1_directly(&mut rest)?;
         }
-        if rest != LinuxResources::default() {
-            let manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| (String::new(), e.to_string()));
-            manager.and_then(|mut m| m.set(&rest).map_err(|e| (String::new(), e.to_string())))?;
-        }
+        self.set_through_manager(&rest).map_err(|e| (String::new(), e))?;
         if let Some(rules) = v2_devices {
             let dir = hierarchy().root().join(&self.path);
             devices::attach(&dir, &rules).map_err(|e| (".devices".into(), e))?;
@@ -341,8 +338,8 @@ impl Cgroup {
 
     /// What hutch applies on v1 itself, taking it out of `rest` for cgroups-rs's FsManager: the
     /// memory limits (see below), and pids and device rules through the crate's controllers of
-    /// this cgroup, already loaded. FsManager::new reads /proc/self/cgroup and mountinfo three
-    /// times, a visible part of a sandbox's start; with nothing left for it, it is not made.
+    /// this cgroup, already loaded. A sandbox's resources leave nothing for `set_through_manager`,
+    /// so its start makes no manager.
     fn set_v1_directly(&self, rest: &mut LinuxResources) -> std::result::Result<(), (String, String)> {
         if let Some(m) = rest.memory_mut() {
             self.set_v1_memory_limits(m)?;
@@ -578,10 +575,17 @@ impl Cgroup {
         if !self.cg.v2() {
             self.set_v1_directly(&mut rest).map_err(|(field, e)| self.err(format!("update{field}: {e}")))?;
         }
-        if rest == LinuxResources::default() {
+        self.set_through_manager(&rest).map_err(|e| self.err(format!("update: {e}")))
+    }
+
+    /// Hands what hutch did not write itself to cgroups-rs's FsManager, which is not made when
+    /// nothing is left (making one reads /proc/self/cgroup and mountinfo three times).
+    fn set_through_manager(&self, rest: &LinuxResources) -> std::result::Result<(), String> {
+        if *rest == LinuxResources::default() {
             return Ok(());
         }
-        self.manager()?.set(&rest).map_err(|e| self.err(format!("update: {e}")))
+        let mut manager = cgroups_rs::FsManager::new(&self.path).map_err(|e| e.to_string())?;
+        manager.set(rest).map_err(|e| e.to_string())
     }
 
     pub fn stats(&self) -> Result<cgroups_rs::CgroupStats> {
