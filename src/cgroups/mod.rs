@@ -5,7 +5,7 @@
 //! Works on v1, hybrid (v1 controllers plus a cgroup2 mount; the v1 controllers are used) and
 //! pure v2 hosts, whichever `cgroups-rs` detects.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,8 @@ pub struct JoinPlan {
     /// v1 checks the opener's credentials, so a process already in a new user namespace can
     /// still join through them.
     pub v1_tasks: Vec<(std::path::PathBuf, std::fs::File)>,
-    /// A cgroup2 directory for clone3(CLONE_INTO_CGROUP).
-    pub v2_dir: Option<OwnedFd>,
+    /// A cgroup2 directory for clone3(CLONE_INTO_CGROUP), with its path.
+    pub v2_dir: Option<(std::path::PathBuf, OwnedFd)>,
 }
 
 impl JoinPlan {
@@ -51,7 +51,7 @@ impl JoinPlan {
     /// `Cgroup::join_plan`). Opened here, so with the opener's credentials.
     pub fn into_join_files(self) -> Result<Vec<(std::path::PathBuf, OwnedFd)>> {
         let mut files: Vec<_> = self.v1_tasks.into_iter().map(|(p, f)| (p, OwnedFd::from(f))).collect();
-        if let Some(dir) = &self.v2_dir {
+        if let Some((path, dir)) = &self.v2_dir {
             let procs = nix::fcntl::openat(
                 dir,
                 "cgroup.procs",
@@ -59,9 +59,7 @@ impl JoinPlan {
                 nix::sys::stat::Mode::empty(),
             )
             .map_err(|e| Error::Sys { context: "open cgroup.procs".into(), source: e })?;
-            // The directory was opened by path; its name serves error messages only.
-            let at = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).unwrap_or_default();
-            files.push((at.join("cgroup.procs"), procs));
+            files.push((path.join("cgroup.procs"), procs));
         }
         Ok(files)
     }
@@ -486,14 +484,13 @@ impl Cgroup {
     /// itself), and clone3(CLONE_INTO_CGROUP), which creates the process inside a cgroup2
     /// directory. The intermediate stage is born with the latter and does the former.
     pub fn join_plan(&self) -> Result<JoinPlan> {
-        let open_dir = |dir: &Path| {
-            std::fs::File::open(dir)
-                .map(OwnedFd::from)
-                .map_err(|e| self.err(format!("open {}: {e}", dir.display())))
+        let open_dir = |dir: std::path::PathBuf| match std::fs::File::open(&dir) {
+            Ok(f) => Ok((dir, OwnedFd::from(f))),
+            Err(e) => Err(self.err(format!("open {}: {e}", dir.display()))),
         };
         if self.cg.v2() {
             let dir = hierarchy().root().join(&self.path);
-            return Ok(JoinPlan { v1_tasks: Vec::new(), v2_dir: Some(open_dir(&dir)?) });
+            return Ok(JoinPlan { v1_tasks: Vec::new(), v2_dir: Some(open_dir(dir)?) });
         }
         let mut v1_tasks = Vec::new();
         for sub in self.cg.subsystems() {
@@ -505,7 +502,7 @@ impl Cgroup {
             }
         }
         let v2_dir = match &self.unified {
-            Some(u) => Some(open_dir(&u.dir)?),
+            Some(u) => Some(open_dir(u.dir.clone())?),
             None => None,
         };
         Ok(JoinPlan { v1_tasks, v2_dir })

@@ -122,7 +122,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     } else {
         (Some(make_cgroup()?), None)
     };
-    let v2_cgroup = cgroup.as_mut().and_then(|c| c.v2_dir.take());
+    let v2_cgroup = cgroup.as_mut().and_then(|c| c.v2_dir.take()).map(|(_, dir)| dir);
     // Cloned directly, init is born in its user, pid and time namespaces (unshare moves only
     // the caller's children into the last two; the first owns the rest) and makes the rest
     // itself, the network namespace most costly among them, while main writes its id maps.
