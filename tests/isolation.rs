@@ -155,6 +155,59 @@ fn joins_an_existing_network_namespace() {
     assert_ne!(out.trim(), std::fs::read_link("/proc/self/ns/net").unwrap().to_str().unwrap());
 }
 
+/// As a Kubernetes pod with user namespaces runs its containers: each joins the pod's user,
+/// network, ipc and uts namespaces by path and makes its own mounts there, as its root.
+#[test]
+fn joins_an_existing_user_namespace_as_its_root() {
+    let holder = Holder(
+        std::process::Command::new("unshare")
+            .args(["--user", "--net", "--ipc", "--uts", "sleep", "60"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = holder.0.id();
+    // The user namespace exists once unshare has made it; the maps are written from outside.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()
+        == std::fs::read_link("/proc/self/ns/user").ok()
+    {
+        assert!(std::time::Instant::now() < deadline, "unshare made no user namespace");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for file in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{file}"), "0 210000 65536\n").unwrap();
+    }
+    let mut f = Fixture::new(
+        "id -u; id -g; cat /proc/self/uid_map; readlink /proc/self/ns/user; mkdir /dev/shm/made && echo made",
+    );
+    drop_namespace(&mut f.config, "network");
+    drop_namespace(&mut f.config, "ipc");
+    drop_namespace(&mut f.config, "uts");
+    for (typ, file) in [("user", "user"), ("network", "net"), ("ipc", "ipc"), ("uts", "uts")] {
+        let path = format!("/proc/{pid}/ns/{file}");
+        f.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": typ, "path": path}));
+    }
+    // A fresh cgroup mount is not allowed from a user namespace on v1.
+    f.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    let want = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let out = f.run_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["0", "0"], "{out}");
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["0", "210000", "65536"]);
+    assert_eq!(lines[3], want.to_str().unwrap());
+    assert_eq!(lines[4], "made");
+}
+
+/// Kills and reaps a namespace holder, whatever the test did.
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn new_network_namespace_has_only_loopback() {
     let mut f = Fixture::new("ls /sys/class/net");

@@ -51,6 +51,12 @@ fn steps(
 
     namespaces::join_all(&ctx.joins).map_err(|e| format!("linux.namespaces: join: {e}"))?;
     if matches!(ctx.job, Job::Create { .. } | Job::Zygote { .. }) {
+        // A joined user namespace (a Kubernetes pod's, say) holds every capability for us,
+        // but as its overflow uid: the mounts' directories could not be made. Its root, as
+        // runc's init becomes, can.
+        if ctx.joins.iter().any(|j| j.typ == LinuxNamespaceType::User) {
+            become_root()?;
+        }
         create_namespaces(ctx.config, &ask, &expect)?;
     }
 

@@ -72,7 +72,8 @@ pub fn prepare(config: &Config, cgroupns: bool) -> Result<(), String> {
         mounts::mount_one(rootfs.as_fd(), &config.bundle, m, cgroupns)
             .map_err(|e| format!("mounts[{i}] ({}): {e}", m.destination().display()))?;
     }
-    let userns = config.new_namespace(oci_spec::runtime::LinuxNamespaceType::User);
+    // New or joined: either way, device nodes cannot be made there, only bound.
+    let userns = config.has_namespace(oci_spec::runtime::LinuxNamespaceType::User);
     let dev_is_bound = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && matches!(mounts::MountKind::of(m), Ok(mounts::MountKind::Bind { .. }))
