@@ -1,6 +1,6 @@
 //! Capped capture of a run's stdout and stderr.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use serde::Serialize;
 
@@ -22,37 +22,63 @@ pub struct Stream {
     total: u64,
     pub open: bool,
     passthrough: Option<i32>,
-    /// The read buffer, allocated once (calloc'd: its pages are touched only as reads fill them).
-    buf: Vec<u8>,
+    /// Where bytes past the cap are read to be dropped; made when first needed.
+    scratch: Vec<u8>,
 }
+
+/// The most one read takes.
+const CHUNK: usize = 64 * 1024;
 
 impl Stream {
     pub fn new(fd: OwnedFd, cap: u64, passthrough: Option<i32>) -> Stream {
         let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        Stream { fd, cap, kept: Vec::new(), total: 0, open: true, passthrough, buf: vec![0; 64 * 1024] }
+        Stream { fd, cap, kept: Vec::new(), total: 0, open: true, passthrough, scratch: Vec::new() }
     }
 
     /// Reads what is there; true when this read crossed the cap.
     pub fn read_some(&mut self) -> bool {
         let was_under = self.total <= self.cap;
         loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut self.buf) {
-                Ok(0) => {
+            let before = self.kept.len();
+            let room = self.cap.saturating_sub(before as u64).min(CHUNK as u64) as usize;
+            // Under the cap, reads go straight into what is kept, which grows with what comes
+            // (no buffer is zeroed, none at all for a stream that stays empty); past it, into
+            // a scratch buffer whose bytes are dropped.
+            let read = if room > 0 {
+                if self.kept.capacity() - before < room {
+                    let grown = (2 * self.kept.capacity()).max(before + room).min(self.cap as usize);
+                    self.kept.reserve_exact(grown - before);
+                }
+                let spare = self.kept.spare_capacity_mut();
+                // SAFETY: read(2) writes at most `room` bytes into the spare capacity, and we
+                // count as initialized only what it wrote.
+                let n = unsafe { libc::read(self.fd.as_raw_fd(), spare.as_mut_ptr().cast(), room) };
+                if n > 0 {
+                    unsafe { self.kept.set_len(before + n as usize) };
+                }
+                n
+            } else {
+                if self.scratch.is_empty() {
+                    self.scratch = vec![0; CHUNK];
+                }
+                // SAFETY: read(2) into a buffer of that length.
+                unsafe { libc::read(self.fd.as_raw_fd(), self.scratch.as_mut_ptr().cast(), CHUNK) }
+            };
+            match read {
+                0 => {
                     self.open = false;
                     break;
                 }
-                Ok(n) => {
-                    let room = self.cap.saturating_sub(self.kept.len() as u64) as usize;
-                    let keep = &self.buf[..n.min(room)];
-                    self.kept.extend_from_slice(keep);
+                n if n > 0 => {
                     if let Some(fd) = self.passthrough {
                         // SAFETY: hutch's own stdout or stderr.
-                        let _ = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, keep);
+                        let out = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                        let _ = nix::unistd::write(out, &self.kept[before..]);
                     }
                     self.total += n as u64;
                 }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break, // EAGAIN: nothing more for now
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
+                _ => break, // EAGAIN: nothing more for now
             }
         }
         was_under && self.total > self.cap
