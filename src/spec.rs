@@ -6,6 +6,16 @@ use serde_json::{json, Value};
 /// A starting config, as `runc spec` writes it: a terminal `sh`, the usual namespaces, mounts,
 /// masked and read-only paths, and a small capability set.
 pub fn default_spec() -> Spec {
+    let mut spec = base_spec();
+    if let Some(linux) = spec.linux_mut().as_mut() {
+        linux.set_seccomp(Some(default_seccomp()));
+    }
+    spec
+}
+
+/// The default config without its seccomp profile, for a caller that brings its own (a sandbox
+/// profile): parsing the default one costs a sandbox run more than anything else in its spec.
+pub fn base_spec() -> Spec {
     let mut spec = Spec::default();
     spec.set_version(oci_spec::runtime::VERSION.trim_end_matches("-dev").to_string());
     spec.set_hostname(Some("hutch".into()));
@@ -13,7 +23,6 @@ pub fn default_spec() -> Spec {
         p.set_terminal(Some(true));
     }
     if let Some(linux) = spec.linux_mut().as_mut() {
-        linux.set_seccomp(Some(default_seccomp()));
         let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
             .allow(false)
             .access("rwm")

@@ -40,6 +40,56 @@ pub enum ResolveError {
 
 /// Resolves `path` under `root` and returns an O_PATH descriptor for it.
 pub fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> Result<OwnedFd, ResolveError> {
+    match beneath(root, path) {
+        Ok(fd) => return Ok(fd),
+        // Most often only the last component is missing (a mount point, a node in a new /dev).
+        Err(Errno::ENOENT) if create != Create::No => {
+            if let Some(fd) = make_last(root, path, create) {
+                return Ok(fd);
+            }
+        }
+        Err(_) => {}
+    }
+    walk(root, path, create)
+}
+
+/// The common case in one system call: openat2 with RESOLVE_BENEATH, where the kernel itself
+/// refuses every step out of `root` (a `..` above it, an absolute or a /proc magic link). What
+/// it cannot do (make missing components, follow an absolute link from the root, name what
+/// went wrong) is left to `walk`, whose answer is then the same. A start resolves some forty
+/// paths; walking each costs two system calls per component.
+fn beneath(root: BorrowedFd<'_>, path: &Path) -> nix::Result<OwnedFd> {
+    use nix::fcntl::{openat2, OpenHow, ResolveFlag};
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    if relative.as_os_str().is_empty() {
+        return dup_path(root);
+    }
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, relative, how)
+}
+
+/// Makes the missing last component of `path` in its parent, found `beneath` the root, and
+/// opens it the same way; `None` leaves it to the walk.
+fn make_last(root: BorrowedFd<'_>, path: &Path, create: Create) -> Option<OwnedFd> {
+    let name = match path.components().next_back() {
+        Some(Component::Normal(name)) => name,
+        _ => return None,
+    };
+    let parent = beneath(root, path.parent()?).ok()?;
+    let made = match create {
+        Create::File => mknodat(parent.as_fd(), name, SFlag::S_IFREG, Mode::from_bits_truncate(0o644), 0),
+        _ => mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755)),
+    };
+    match made {
+        Ok(()) | Err(Errno::EEXIST) => beneath(root, path).ok(),
+        Err(_) => None,
+    }
+}
+
+/// The walk, one component at a time (see the module's comment).
+fn walk(root: BorrowedFd<'_>, path: &Path, create: Create) -> Result<OwnedFd, ResolveError> {
     let mut queue: VecDeque<OsString> = components(path);
     // Directories walked so far, below root; `..` pops one.
     let mut stack: Vec<OwnedFd> = Vec::new();
@@ -228,6 +278,26 @@ mod tests {
         symlink("b", dir.path().join("a")).unwrap();
         symlink("a", dir.path().join("b")).unwrap();
         assert!(matches!(resolve(fd.as_fd(), Path::new("/a"), Create::No), Err(ResolveError::Loop)));
+    }
+
+    #[test]
+    fn one_call_finds_what_the_walk_finds_or_leaves_it_to_the_walk() {
+        let (dir, fd) = root();
+        fs::create_dir_all(dir.path().join("usr/lib/x")).unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        symlink("usr/lib", dir.path().join("lib")).unwrap();
+        symlink("../etc", dir.path().join("usr/up")).unwrap();
+        symlink("/etc", dir.path().join("abs")).unwrap();
+        for path in ["/lib/x", "/usr/lib/../lib/x", "/usr/up", "lib"] {
+            let fast = beneath(fd.as_fd(), Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let walked = walk(fd.as_fd(), Path::new(path), Create::No).unwrap();
+            assert_eq!(target(&fast), target(&walked), "{path}");
+        }
+        // An absolute link (the walk restarts it at the root), a climb above the root and a
+        // missing component are the walk's.
+        for path in ["/abs", "/../etc", "/usr/../../etc", "/missing"] {
+            assert!(beneath(fd.as_fd(), Path::new(path)).is_err(), "{path}");
+        }
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
             ),
         });
     }
-    let mut v = serde_json::to_value(crate::spec::default_spec()).expect("spec serializes");
+    let mut v = serde_json::to_value(crate::spec::base_spec()).expect("spec serializes");
     v["hostname"] = json!("sandbox");
     v["root"] = json!({"path": req.rootfs, "readonly": p.readonly_root});
     let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
@@ -269,17 +269,17 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
         resources["pids"] = json!({"limit": n});
     }
     v["linux"]["resources"] = resources;
-    match &p.seccomp {
-        None => v["linux"]["seccomp"] = Value::Null,
+    // Parsed straight into its type and set after the rest: the largest part of the spec.
+    let seccomp: Option<oci_spec::runtime::LinuxSeccomp> = match &p.seccomp {
+        None => None,
         Some(file) => {
             let path = req.profile_file.parent().unwrap_or(std::path::Path::new(".")).join(file);
             let text = std::fs::read(&path).map_err(|e| {
                 Error::config(&req.profile_file, "seccomp", format!("{}: {e}", path.display()))
             })?;
-            v["linux"]["seccomp"] =
-                serde_json::from_slice(&text).map_err(|e| Error::config(&path, "(document)", e))?;
+            Some(serde_json::from_slice(&text).map_err(|e| Error::config(&path, "(document)", e))?)
         }
-    }
+    };
     let mut annotations = serde_json::Map::new();
     if let Some(l) = &p.landlock {
         annotations.insert(crate::landlock_policy::ANNOTATION.into(), l.to_string().into());
@@ -289,7 +289,12 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
     }
     annotations.insert(crate::cgroups::CONTROLLERS_ANNOTATION.into(), controllers().join(",").into());
     v["annotations"] = Value::Object(annotations);
-    serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))
+    let mut spec: oci_spec::runtime::Spec =
+        serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))?;
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(seccomp);
+    }
+    Ok(spec)
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
