@@ -44,6 +44,7 @@ fn main() {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let hutch = cold_copy(&bin, Path::new(env!("CARGO_BIN_EXE_hutch")));
+    report_startup_order(&hutch);
     let hutch_run = hutch.clone();
     let mut runtimes: Vec<(&str, Launcher)> = vec![(
         "hutch",
@@ -149,6 +150,22 @@ fn main() {
             }
         }
     }
+}
+
+/// How much of src/bin/hutch/startup.order this binary still has (build.rs): a list gone stale
+/// after much renaming places less of a start together; benches/startup_order.py renews it.
+fn report_startup_order(hutch: &Path) {
+    let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/hutch/startup.order");
+    let (Ok(order), Ok(nm)) =
+        (std::fs::read_to_string(order), Command::new("nm").arg("--defined-only").arg(hutch).output())
+    else {
+        return;
+    };
+    let defined: std::collections::HashSet<&str> =
+        std::str::from_utf8(&nm.stdout).unwrap_or("").lines().filter_map(|l| l.split(' ').nth(2)).collect();
+    let listed: Vec<&str> = order.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let found = listed.iter().filter(|f| defined.contains(*f)).count();
+    println!("startup.order: {found} of {} listed functions are in this build", listed.len());
 }
 
 fn bundle_of(root: &Path) -> PathBuf {

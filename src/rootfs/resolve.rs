@@ -1,5 +1,7 @@
 //! Resolving a container path inside the root filesystem without ever leaving it.
 //!
+//! Most paths take one `openat2(RESOLVE_BENEATH)`, in which the kernel refuses every step out
+//! of the root (`beneath`); the rest take the walk, which also makes missing components.
 //! The walk goes one component at a time from a directory descriptor with O_NOFOLLOW, so a
 //! symlink is only ever followed by us, under our rules: an absolute target restarts at the
 //! container's root (as the container would see it), and a `..` that would climb above the root
