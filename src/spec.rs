@@ -14,7 +14,7 @@ pub fn default_spec() -> Spec {
 }
 
 /// The default config without its seccomp profile, for a caller that brings its own (a sandbox
-/// profile): parsing the default one costs a sandbox run more than anything else in its spec.
+/// profile), which need not parse the embedded default one only to replace it.
 pub fn base_spec() -> Spec {
     let mut spec = Spec::default();
     spec.set_version(oci_spec::runtime::VERSION.trim_end_matches("-dev").to_string());
