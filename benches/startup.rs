@@ -152,20 +152,31 @@ fn main() {
     }
 }
 
-/// How much of src/bin/hutch/startup.order this binary still has (build.rs): a list gone stale
-/// after much renaming places less of a start together; benches/startup_order.py renews it.
+/// What src/bin/hutch/startup.order placed together in this binary (build.rs): a list gone
+/// stale after much renaming places less of a start there; benches/startup_order.py renews it.
 fn report_startup_order(hutch: &Path) {
-    let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/hutch/startup.order");
-    let (Ok(order), Ok(nm)) =
-        (std::fs::read_to_string(order), Command::new("nm").arg("--defined-only").arg(hutch).output())
-    else {
+    let run = |cmd: &str, args: &[&str]| {
+        let out = Command::new(cmd).args(args).arg(hutch).output().ok()?;
+        String::from_utf8(out.stdout).ok()
+    };
+    let (Some(sections), Some(symbols)) = (run("readelf", &["-SW"]), run("nm", &["--defined-only"])) else {
         return;
     };
-    let defined: std::collections::HashSet<&str> =
-        std::str::from_utf8(&nm.stdout).unwrap_or("").lines().filter_map(|l| l.split(' ').nth(2)).collect();
-    let listed: Vec<&str> = order.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    let found = listed.iter().filter(|f| defined.contains(*f)).count();
-    println!("startup.order: {found} of {} listed functions are in this build", listed.len());
+    // "[Nr] Name Type Address Off Size ..."
+    let Some((start, size)) = sections.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().skip_while(|w| *w != ".text.startup_order").collect();
+        let hex = |i: usize| u64::from_str_radix(f.get(i)?, 16).ok();
+        Some((hex(2)?, hex(4)?))
+    }) else {
+        println!("startup order: not in this build (no .text.startup_order section)");
+        return;
+    };
+    let placed = symbols
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split(' ').next()?, 16).ok())
+        .filter(|a| (start..start + size).contains(a))
+        .count();
+    println!("startup order: {placed} functions in {} KiB ahead of the rest of .text", size / 1024);
 }
 
 fn bundle_of(root: &Path) -> PathBuf {

@@ -11,6 +11,9 @@ of hutch's binary that a sample or a fault landed in, ordered by workload, then 
 time after its process began at which it was first seen. Functions too short for any sample
 to land in stay where the linker puts them: the list only has to cover most of a start.
 
+Rust names are written with their build's hashes as `*` (`portable`), so that the list
+places the same functions whatever command or compiler built hutch (see build.rs).
+
 Regenerate it after changes that rename or add much of what a start runs; the startup bench
 shows the effect (`HUTCH_BENCH_RUNS=150 cargo bench --bench startup`).
 """
@@ -64,6 +67,22 @@ def workload_script(hutch, tmp):
         "lifecycle": f"for i in $(seq {RUNS['lifecycle']}); do {h} create --bundle {bundle} c$i; "
         f"{h} start c$i; {h} state c$i >/dev/null; {h} delete --force c$i; done",
     }
+
+
+def portable(name):
+    """`name` with the parts that hash its build as `*`, for a linker script pattern (build.rs):
+    v0's crate disambiguators (`Cs<base62>_`) and back-references (`B<base62>_`, offsets that
+    move when a disambiguator's length does), legacy mangling's trailing hash (left on the
+    standard library's own functions) and ThinLTO's suffix on a promoted local. A `*` standing
+    for more than a hash only widens the pattern. A C name stays as it is."""
+    if name.startswith("_ZN"):
+        name = re.sub(r"17h[0-9a-f]{16}E", "17h*E", name)
+    elif name.startswith("_R"):
+        name = re.sub(r"Cs[0-9A-Za-z]*_", "Cs*_", name)
+        name = re.sub(r"B[0-9A-Za-z]*_", "B*_", name)
+    else:
+        return name
+    return re.sub(r"\.llvm\.\d+$", ".llvm.*", name)
 
 
 def functions(hutch):
@@ -130,7 +149,8 @@ def main():
         order, listed = [], set()
         for workload, script in workload_script(exe, tmp).items():
             times = first_seen(exe, script, tmp)
-            new = sorted((n for n in times if n not in listed), key=lambda n: statistics.median(times[n]))
+            new = sorted(times, key=lambda n: statistics.median(times[n]))
+            new = [p for p in dict.fromkeys(map(portable, new)) if p not in listed]
             order += new
             listed.update(new)
             print(f"{workload}: {len(new)} more functions")
