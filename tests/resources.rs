@@ -95,6 +95,30 @@ fn cpu_quota_throttles() {
     assert!(throttled > 0, "{out}");
 }
 
+/// This process's `Cpus_allowed_list` (the CPUs it may run on).
+fn cpus_allowed(status: &str) -> String {
+    let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).expect("Cpus_allowed_list");
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn the_container_keeps_the_cpus_of_its_caller() {
+    // Init is moved off main's CPU as it starts (process::clone::Placement), then given back
+    // the whole mask; whichever of the two runs first moves it. Repeated, to meet both orders.
+    let own = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    for _ in 0..20 {
+        let mut f = Fixture::new("cat /proc/self/status");
+        assert_eq!(cpus_allowed(&f.run_ok()), own);
+    }
+}
+
+#[test]
+fn cpuset_cpus_confine_the_container() {
+    let mut f = Fixture::new("cat /proc/self/status");
+    f.config["linux"]["resources"]["cpu"] = json!({"cpus": "0"});
+    assert_eq!(cpus_allowed(&f.run_ok()), "0");
+}
+
 #[test]
 fn devices_outside_the_allow_list_cannot_be_opened() {
     // The node can be made (c *:* m), but the cgroup refuses to open it.

@@ -69,3 +69,50 @@ pub unsafe fn clone3_pidfd(
     }
     Ok(rc as libc::pid_t)
 }
+
+/// Where a parent runs when it clones, so that the new task can be moved off its CPU.
+///
+/// The scheduler puts a new task on its parent's CPU, and on these machines an idle second CPU
+/// pulls one of them only at its next balancing, often ~0.5 ms later: the parent finishes what
+/// it does meanwhile (id maps, cgroups) while init waits, or init makes its namespaces while
+/// the parent waits, whichever runs first. Moved at once, both run. Parent and child both move
+/// the child (whichever runs first does it in time), each setting the same two masks in turn,
+/// so that the last write, whoever's, gives the child back the parent's whole mask.
+#[derive(Clone, Copy)]
+pub struct Placement {
+    cpu: usize,
+    mask: nix::sched::CpuSet,
+    elsewhere: nix::sched::CpuSet,
+}
+
+impl Placement {
+    /// The caller's CPU and mask, when it may run on another CPU too.
+    pub fn here() -> Option<Placement> {
+        use nix::sched::{sched_getaffinity, sched_getcpu, CpuSet};
+        let cpu = sched_getcpu().ok()?;
+        let mask = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+        let mut elsewhere = mask;
+        elsewhere.unset(cpu).ok()?;
+        (0..CpuSet::count()).any(|c| elsewhere.is_set(c) == Ok(true)).then_some(Placement {
+            cpu,
+            mask,
+            elsewhere,
+        })
+    }
+
+    /// Moves `pid` (0: the caller) off the parent's CPU, then gives it back the whole mask,
+    /// which moves nothing. A task that is not running moves at once, as for a cpuset change.
+    pub fn move_off(&self, pid: nix::unistd::Pid) {
+        use nix::sched::sched_setaffinity;
+        if sched_setaffinity(pid, &self.elsewhere).is_ok() {
+            let _ = sched_setaffinity(pid, &self.mask);
+        }
+    }
+
+    /// In the child: moves itself if it runs where the parent does.
+    pub fn step_aside(&self) {
+        if nix::sched::sched_getcpu().ok() == Some(self.cpu) {
+            self.move_off(nix::unistd::Pid::from_raw(0));
+        }
+    }
+}

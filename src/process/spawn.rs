@@ -125,7 +125,8 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let v2_cgroup = cgroup.as_mut().and_then(|c| c.v2_dir.take()).map(|(_, dir)| dir);
     // Cloned directly, init is born in its user, pid and time namespaces (unshare moves only
     // the caller's children into the last two; the first owns the rest) and makes the rest
-    // itself, the network namespace most costly among them, while main writes its id maps.
+    // itself, the network namespace most costly among them, while main writes its id maps on
+    // another CPU (`clone::Placement`).
     // Then init builds the container while main makes its cgroup (see init::LateCgroup).
     let born_in = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID | clone_flag(LinuxNamespaceType::Time);
     let ctx = ChildContext {
@@ -143,15 +144,22 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
     let mut guard = Reaper { pids: Vec::new() };
     let init = match direct {
         Some(flags) => {
+            let placement = super::clone::Placement::here();
             // SAFETY: hutch is single-threaded here; the child becomes init and never returns.
             let init = match unsafe { clone3((flags & born_in).bits() as u64, v2_cgroup) } {
                 Err(e) => return Err(Error::Io { context: "clone init".into(), source: e }),
                 Ok(0) => {
+                    if let Some(p) = placement {
+                        p.step_aside();
+                    }
                     drop((from_init, to_init));
                     intermediate::run_direct(ctx, init_tx)
                 }
                 Ok(child) => Pid::from_raw(child),
             };
+            if let Some(p) = placement {
+                p.move_off(init);
+            }
             drop((init_tx, ctx));
             guard.pids.push(init);
             let outside = (|| {

@@ -50,6 +50,9 @@ pub fn resolve(root: BorrowedFd<'_>, path: &Path, create: Create) -> Result<Owne
                 return Ok(fd);
             }
         }
+        // Final: the walk would stop at the same missing component (it differs only where
+        // openat2 refuses with EXDEV). Masked paths the kernel lacks take this way.
+        Err(Errno::ENOENT) => return Err(ResolveError::Sys { at: path.to_path_buf(), errno: Errno::ENOENT }),
         Err(_) => {}
     }
     walk(root, path, create)
@@ -299,6 +302,22 @@ mod tests {
         // missing component are the walk's.
         for path in ["/abs", "/../etc", "/usr/../../etc", "/missing"] {
             assert!(beneath(fd.as_fd(), Path::new(path)).is_err(), "{path}");
+        }
+    }
+
+    #[test]
+    fn missing_is_missing_both_ways() {
+        let (dir, fd) = root();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        symlink("/etc", dir.path().join("abs")).unwrap();
+        symlink("etc/none", dir.path().join("dangling")).unwrap();
+        // The first two end in openat2's ENOENT, the last goes through an absolute link, which
+        // only the walk follows, to the same answer.
+        for path in ["/etc/none", "/dangling", "/abs/none"] {
+            let walked = walk(fd.as_fd(), Path::new(path), Create::No);
+            assert!(matches!(walked, Err(ResolveError::Sys { errno: Errno::ENOENT, .. })), "{path}");
+            let resolved = resolve(fd.as_fd(), Path::new(path), Create::No);
+            assert!(matches!(resolved, Err(ResolveError::Sys { errno: Errno::ENOENT, .. })), "{path}");
         }
     }
 
