@@ -88,8 +88,11 @@ fn hierarchy() -> Box<dyn cgroups_rs::fs::Hierarchy> {
 /// host ignores it.
 pub const CONTROLLERS_ANNOTATION: &str = "io.github.hutch.cgroup.controllers";
 
+/// Whether the host runs cgroup v2 alone: asked once per process (cgroups-rs asks statfs on
+/// every call, a dozen times a start).
 pub fn is_unified() -> bool {
-    hierarchies::is_cgroup2_unified_mode()
+    static UNIFIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UNIFIED.get_or_init(hierarchies::is_cgroup2_unified_mode)
 }
 
 pub struct Cgroup {

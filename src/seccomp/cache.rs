@@ -10,7 +10,7 @@ use super::{compile, Compiled, ProfileError};
 
 /// The cache key: the profile as JSON, with hutch's version (a new compiler, a new key).
 /// Bumped whenever `compile` produces different filters for the same profile.
-const COMPILER_FORMAT: u32 = 2;
+const COMPILER_FORMAT: u32 = 3;
 
 fn key(profile: &LinuxSeccomp) -> String {
     let json = serde_json::to_string(profile).expect("profile serializes");
