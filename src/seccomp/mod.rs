@@ -16,11 +16,13 @@
 //!
 //! A syscall a rule names thus gets that rule's action when its conditions hold, and the default
 //! action otherwise, as the runtime spec says. The filters are then joined into one program
-//! (`chain`) that answers as the stack would; only a NOTIFY filter is loaded on its own. seccompiler has no NOTIFY action: NOTIFY rules are
-//! compiled as TRACE with a marker value that is then rewritten to SECCOMP_RET_USER_NOTIF, and
-//! that filter is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER. Filters are loaded with seccomp(2)
-//! directly (for the flags, and so that a filter can be loaded without no_new_privs while
-//! CAP_SYS_ADMIN is held). Unknown syscall names are skipped and logged, as runc does.
+//! (`chain`) that answers as the stack would; only a NOTIFY filter is loaded on its own.
+//!
+//! seccompiler has no NOTIFY action: NOTIFY rules are compiled as TRACE with a marker value that
+//! is then rewritten to SECCOMP_RET_USER_NOTIF, and that filter is loaded with
+//! SECCOMP_FILTER_FLAG_NEW_LISTENER. Filters are loaded with seccomp(2) directly (for the flags,
+//! and so that a filter can be loaded without no_new_privs while CAP_SYS_ADMIN is held). Unknown
+//! syscall names are skipped and logged, as runc does.
 
 pub mod agent;
 pub mod cache;
@@ -315,7 +317,8 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Compiled, ProfileError> {
 
 /// Joins filters into one program that answers with the first of them that does not allow:
 /// each one's ALLOW becomes a jump to the start of the next. Loading a filter costs the kernel
-/// ~30 µs whatever its size (allocation, JIT, text patching); the default profile had three.
+/// ~20 µs whatever its size (allocation, JIT, text patching) and more with each instruction on
+/// the way to an answer (docs/seccomp.md); the default profile had three.
 /// `parts` come in the order the kernel would run them as a stack (newest first); past
 /// BPF_MAXINSNS they stay separate filters, loaded so that the kernel runs them in that order.
 fn chain(parts: Vec<Vec<Insn>>) -> Vec<Filter> {
