@@ -35,6 +35,9 @@ pub struct CreateOptions {
     /// is written once, by start. Until then a directory without state still tells `delete`
     /// the default cgroup to remove.
     pub ephemeral: bool,
+    /// A filter compiled already (a sandbox profile's), loaded instead of compiling
+    /// linux.seccomp.
+    pub seccomp: Option<crate::seccomp::Compiled>,
 }
 
 pub struct Container {
@@ -181,7 +184,10 @@ fn create_job(
     let runs_now = matches!(job, Job::Create { start_listener: None, .. });
 
     let hooks = config.spec.hooks().as_ref();
-    let seccomp = compile_seccomp(config, &opts.root)?;
+    let seccomp = match &opts.seccomp {
+        Some(c) => Some(c.clone()),
+        None => compile_seccomp(config, &opts.root)?,
+    };
     let spawned = match process::spawn(SpawnRequest {
         config,
         seccomp,

@@ -504,3 +504,41 @@ fn a_sandbox_joins_only_the_v1_controllers_it_uses() {
     assert_eq!(present, ["cpuacct", "devices", "memory", "pids"]);
     nothing_left(&f);
 }
+
+#[test]
+fn a_profiles_seccomp_file_is_compiled_once_and_again_when_it_changes() {
+    let f = Fixture::new("");
+    let profile = f.dir.path().join("p.json");
+    std::fs::write(&profile, r#"{"seccomp": "s.json", "tmpfs": [{"path": "/tmp", "size": "1M"}]}"#).unwrap();
+    let seccomp = f.dir.path().join("s.json");
+    let denying = |names: &str| {
+        format!(
+            r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{{"names": {names}, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}}]}}"#
+        )
+    };
+    let cmd = ["sh", "-c", "mkdir /tmp/x && echo made"];
+    std::fs::write(&seccomp, denying(r#"["mkdir", "mkdirat"]"#)).unwrap();
+    let (code, r) = sandbox(&f, &["--profile", profile.to_str().unwrap()], &cmd);
+    assert_ne!(code, 0, "{r}");
+    assert_eq!(r["stdout"]["data"], "", "{r}");
+    // The same path with other bytes is another filter: the cache is keyed by the content.
+    std::fs::write(&seccomp, denying(r#"["acct"]"#)).unwrap();
+    let (code, r) = sandbox(&f, &["--profile", profile.to_str().unwrap()], &cmd);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["stdout"]["data"], "made\n", "{r}");
+    let cached = std::fs::read_dir(f.root.join("sandbox/.seccomp-cache")).unwrap().count();
+    assert_eq!(cached, 2);
+    // A file that does not parse, or a profile that does not compile, is named with the field.
+    for (text, field) in [
+        ("{\"defaultAction\": ", "(document)"),
+        (
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+            "listenerPath",
+        ),
+    ] {
+        std::fs::write(&seccomp, text).unwrap();
+        let err = profile_error(&f, &profile);
+        assert!(err.contains("s.json") && err.contains(field), "{text}: {err}");
+    }
+    nothing_left(&f);
+}

@@ -70,18 +70,21 @@ pub unsafe fn clone3_pidfd(
     Ok(rc as libc::pid_t)
 }
 
-/// Where a parent runs when it clones, so that the new task can be moved off its CPU.
+/// Where main and a new init run while they set up a container side by side.
 ///
-/// The scheduler puts a new task on its parent's CPU, and on these machines an idle second CPU
-/// pulls one of them only at its next balancing, often ~0.5 ms later: the parent finishes what
-/// it does meanwhile (id maps, cgroups) while init waits, or init makes its namespaces while
-/// the parent waits, whichever runs first. Moved at once, both run. Parent and child both move
-/// the child (whichever runs first does it in time), each setting the same two masks in turn,
-/// so that the last write, whoever's, gives the child back the parent's whole mask.
+/// The scheduler puts a new task on its parent's CPU, and wakes a task where its waker runs:
+/// on these machines an idle second CPU then pulls one of them only at its next balancing,
+/// often ~0.5 ms later, so main's id maps and cgroups and init's namespaces and mounts ran one
+/// after the other, and main, woken by init's messages, waited behind init. So from the clone
+/// until main has done its part, each keeps to its own CPUs: main to the one it cloned on,
+/// init to the others. Main moves init away after the clone and init moves itself, whichever
+/// runs first; init takes back the caller's whole mask itself once main is done (before it
+/// joins its cgroup, whose cpuset has the last word, and long before its program runs), and
+/// main when the spawn ends.
 #[derive(Clone, Copy)]
 pub struct Placement {
-    cpu: usize,
     mask: nix::sched::CpuSet,
+    here: nix::sched::CpuSet,
     elsewhere: nix::sched::CpuSet,
 }
 
@@ -93,26 +96,29 @@ impl Placement {
         let mask = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
         let mut elsewhere = mask;
         elsewhere.unset(cpu).ok()?;
+        let mut here = CpuSet::new();
+        here.set(cpu).ok()?;
         (0..CpuSet::count()).any(|c| elsewhere.is_set(c) == Ok(true)).then_some(Placement {
-            cpu,
             mask,
+            here,
             elsewhere,
         })
     }
 
-    /// Moves `pid` (0: the caller) off the parent's CPU, then gives it back the whole mask,
-    /// which moves nothing. A task that is not running moves at once, as for a cpuset change.
-    pub fn move_off(&self, pid: nix::unistd::Pid) {
+    /// In main, after the clone: init to the other CPUs, main to its own.
+    pub fn apart(&self, init: nix::unistd::Pid) {
         use nix::sched::sched_setaffinity;
-        if sched_setaffinity(pid, &self.elsewhere).is_ok() {
-            let _ = sched_setaffinity(pid, &self.mask);
-        }
+        let _ = sched_setaffinity(init, &self.elsewhere);
+        let _ = sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.here);
     }
 
-    /// In the child: moves itself if it runs where the parent does.
+    /// In init, first thing: off main's CPU.
     pub fn step_aside(&self) {
-        if nix::sched::sched_getcpu().ok() == Some(self.cpu) {
-            self.move_off(nix::unistd::Pid::from_raw(0));
-        }
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.elsewhere);
+    }
+
+    /// The caller's whole mask again, for main or init.
+    pub fn rejoin(&self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.mask);
     }
 }

@@ -253,17 +253,19 @@ fn build(
 pub(crate) struct LateCgroup {
     pending: bool,
     new_namespace: bool,
+    /// Where init keeps until main is done (`clone::Placement`).
+    placement: Option<super::clone::Placement>,
 }
 
 impl LateCgroup {
     /// Main is making it; `new_namespace`: unshare a cgroup namespace once in it.
-    pub(crate) fn pending(new_namespace: bool) -> LateCgroup {
-        LateCgroup { pending: true, new_namespace }
+    pub(crate) fn pending(new_namespace: bool, placement: Option<super::clone::Placement>) -> LateCgroup {
+        LateCgroup { pending: true, new_namespace, placement }
     }
 
     /// Joined before init was born (the intermediate's path).
     pub(crate) fn joined() -> LateCgroup {
-        LateCgroup { pending: false, new_namespace: false }
+        LateCgroup { pending: false, new_namespace: false, placement: None }
     }
 
     fn needed_by_mounts_or_hooks(config: &Config) -> bool {
@@ -284,6 +286,10 @@ impl LateCgroup {
             Ok((got, _)) => return Err(format!("expected CgroupReady from main, got {got:?}")),
             Err(e) => return Err(format!("waiting for CgroupReady: {e}")),
         };
+        // Main is done: the caller's whole mask again, before the cgroup's cpuset applies.
+        if let Some(p) = self.placement.take() {
+            p.rejoin();
+        }
         for (path, fd) in files.iter().zip(&fds) {
             crate::cgroups::join_through(std::path::Path::new(path), fd.as_fd())?;
         }

@@ -169,6 +169,7 @@ pub(crate) fn run_direct(ctx: ChildContext<'_>, init_tx: Sender<InitMsg>) -> ! {
     if let Some(stdio) = &ctx.stdio {
         init::use_stdio(stdio);
     }
-    let cgroup = init::LateCgroup::pending(ctx.config.new_namespace(LinuxNamespaceType::Cgroup));
+    let cgroup =
+        init::LateCgroup::pending(ctx.config.new_namespace(LinuxNamespaceType::Cgroup), ctx.placement);
     init::run(ctx.config, ctx.job, init_tx, ctx.from_main, cgroup, ctx.seccomp, ctx.preserve_fds);
 }

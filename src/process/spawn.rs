@@ -98,6 +98,8 @@ pub(crate) struct ChildContext<'a> {
     pub cgroup: Option<JoinPlan>,
     /// The namespaces init cloned directly unshares itself, while main works from outside.
     pub unshare: CloneFlags,
+    /// Where init runs until main has done its part (cloned directly).
+    pub placement: Option<super::clone::Placement>,
 }
 
 pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
@@ -139,12 +141,14 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         stdio: req.stdio,
         cgroup,
         unshare: direct.map(|f| f - born_in).unwrap_or(CloneFlags::empty()),
+        placement: direct.and_then(|_| super::clone::Placement::here()),
     };
     let v2_cgroup = v2_cgroup.as_ref().map(|fd| fd.as_fd());
     let mut guard = Reaper { pids: Vec::new() };
+    let mut main_placed = None;
     let init = match direct {
         Some(flags) => {
-            let placement = super::clone::Placement::here();
+            let placement = ctx.placement;
             // SAFETY: hutch is single-threaded here; the child becomes init and never returns.
             let init = match unsafe { clone3((flags & born_in).bits() as u64, v2_cgroup) } {
                 Err(e) => return Err(Error::Io { context: "clone init".into(), source: e }),
@@ -157,9 +161,11 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
                 }
                 Ok(child) => Pid::from_raw(child),
             };
-            if let Some(p) = placement {
-                p.move_off(init);
-            }
+            // Main keeps to its CPU until the spawn ends, however it ends.
+            main_placed = placement.map(|p| {
+                p.apart(init);
+                Rejoin(p)
+            });
             drop((init_tx, ctx));
             guard.pids.push(init);
             let outside = (|| {
@@ -249,6 +255,7 @@ pub fn spawn(req: SpawnRequest<'_>) -> Result<Spawned> {
         }
     }
     guard.pids.clear();
+    drop(main_placed);
     Ok(Spawned { init, console, seccomp_listener })
 }
 
@@ -294,6 +301,15 @@ fn lost(stage: &str, e: ChannelError) -> Error {
         e => e.to_string(),
     };
     StageFailure::new(stage, message).into()
+}
+
+/// Gives main back its whole mask when dropped.
+struct Rejoin(super::clone::Placement);
+
+impl Drop for Rejoin {
+    fn drop(&mut self) {
+        self.0.rejoin();
+    }
 }
 
 /// Kills and reaps the stages it holds unless setup completed.

@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::container::{self, Container, CreateOptions};
 use crate::error::{Error, Result};
 use crate::process::Stdio;
+use crate::seccomp::Compiled;
 pub use capture::Captured;
 use capture::Stream;
 use profile::{Network, OnOutputLimit, Profile};
@@ -160,7 +161,9 @@ impl Outcome {
         let (stage, cause) = match e {
             Error::Stage { stage, message } => (stage.clone(), message.clone()),
             Error::Usage(message) => (default_stage.to_string(), message.clone()),
-            Error::Config { field, message, .. } => ("config".to_string(), format!("{field}: {message}")),
+            Error::Config { file, field, message } => {
+                ("config".to_string(), format!("{}: {field}: {message}", file.display()))
+            }
             other => (default_stage.to_string(), other.to_string()),
         };
         Outcome {
@@ -269,17 +272,6 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
         resources["pids"] = json!({"limit": n});
     }
     v["linux"]["resources"] = resources;
-    // Parsed straight into its type and set after the rest: the largest part of the spec.
-    let seccomp: Option<oci_spec::runtime::LinuxSeccomp> = match &p.seccomp {
-        None => None,
-        Some(file) => {
-            let path = req.profile_file.parent().unwrap_or(std::path::Path::new(".")).join(file);
-            let text = std::fs::read(&path).map_err(|e| {
-                Error::config(&req.profile_file, "seccomp", format!("{}: {e}", path.display()))
-            })?;
-            Some(serde_json::from_slice(&text).map_err(|e| Error::config(&path, "(document)", e))?)
-        }
-    };
     let mut annotations = serde_json::Map::new();
     if let Some(l) = &p.landlock {
         annotations.insert(crate::landlock_policy::ANNOTATION.into(), l.to_string().into());
@@ -289,12 +281,34 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
     }
     annotations.insert(crate::cgroups::CONTROLLERS_ANNOTATION.into(), controllers().join(",").into());
     v["annotations"] = Value::Object(annotations);
-    let mut spec: oci_spec::runtime::Spec =
-        serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))?;
-    if let Some(linux) = spec.linux_mut() {
-        linux.set_seccomp(seccomp);
+    serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))
+}
+
+/// The profile's seccomp filter, compiled, from a cache under the state root keyed by the
+/// bytes of its file, so that a run parses the file only the first time. The spec gets the
+/// profile itself only when it has NOTIFY rules: their listener goes to the agent at its
+/// listenerPath.
+pub fn seccomp(req: &Request, spec: &mut oci_spec::runtime::Spec) -> Result<Option<Compiled>> {
+    use crate::seccomp::cache::{compile_file_cached, FileError};
+    let Some(file) = &req.profile.seccomp else { return Ok(None) };
+    let path = req.profile_file.parent().unwrap_or(std::path::Path::new(".")).join(file);
+    let compiled =
+        compile_file_cached(&req.root.join(container::SECCOMP_CACHE), &path).map_err(|e| match e {
+            FileError::Read(e) => {
+                Error::config(&req.profile_file, "seccomp", format!("{}: {e}", path.display()))
+            }
+            FileError::Parse(e) => Error::config(&path, "(document)", e),
+            FileError::Profile((field, message)) => Error::config(&path, field, message),
+        })?;
+    if compiled.has_listener() {
+        let text =
+            std::fs::read(&path).map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
+        let profile = serde_json::from_slice(&text).map_err(|e| Error::config(&path, "(document)", e))?;
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_seccomp(Some(profile));
+        }
     }
-    Ok(spec)
+    Ok(Some(compiled))
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -313,13 +327,19 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 fn run_inner(req: &Request) -> Result<Outcome> {
-    let spec = spec(req)?;
+    let mut spec = spec(req)?;
+    let seccomp = seccomp(req, &mut spec)?;
     let bundle = req.rootfs.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
     let config = Config::from_spec(spec, bundle, req.profile_file.clone())?;
     let id =
         format!("sbx-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let opts =
-        CreateOptions { root: req.root.clone(), id: id.clone(), ephemeral: true, ..Default::default() };
+    let opts = CreateOptions {
+        root: req.root.clone(),
+        id: id.clone(),
+        ephemeral: true,
+        seccomp,
+        ..Default::default()
+    };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let stdin: OwnedFd = match &req.stdin {
@@ -330,7 +350,6 @@ fn run_inner(req: &Request) -> Result<Outcome> {
             .map_err(|e| Error::Io { context: "/dev/null".into(), source: e })?
             .into(),
     };
-    // The program starts as soon as its container is built: no start handshake.
     let created =
         container::create_running(&opts, &config, Some(Stdio { stdin, stdout: out_w, stderr: err_w }))?;
     let t0 = Instant::now();

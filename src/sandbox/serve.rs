@@ -133,7 +133,8 @@ struct Server<'a> {
 impl<'a> Server<'a> {
     fn start(opts: &'a Options) -> Result<Server<'a>> {
         let base = &opts.base;
-        let spec = super::spec(base)?;
+        let mut spec = super::spec(base)?;
+        let seccomp = super::seccomp(base, &mut spec)?;
         let bundle = base.rootfs.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
         let config = Config::from_spec(spec, bundle, base.profile_file.clone())?;
         let id = format!("serve-{}", std::process::id());
@@ -158,7 +159,7 @@ impl<'a> Server<'a> {
             .try_clone_to_owned()
             .map_err(|e| Error::Io { context: "dup stderr".into(), source: e })?;
         let stdio = Stdio { stdin: null()?, stdout: null()?, stderr };
-        let create = CreateOptions { root: base.root.clone(), id: id.clone(), ..Default::default() };
+        let create = CreateOptions { root: base.root.clone(), id: id.clone(), seccomp, ..Default::default() };
         container::create_zygote(&create, &config, stdio, requests, replies)?;
         let mut server = Server {
             opts,

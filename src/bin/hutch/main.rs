@@ -71,3 +71,29 @@ fn fail(e: hutch::Error) -> ExitCode {
     eprintln!("hutch: error: {e}");
     ExitCode::FAILURE
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Subcommands are built only when used (`defer`), so a flattened struct's doc comment
+    /// could become a subcommand's about: each must keep its own.
+    #[test]
+    fn the_command_line_is_consistent_and_each_subcommand_says_what_it_does() {
+        let mut cli = super::Cli::command();
+        cli.build();
+        cli.clone().debug_assert();
+        fn walk(cmd: &clap::Command, seen: &mut std::collections::HashMap<String, String>) {
+            // `help` mirrors the others.
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+                assert!(!about.is_empty(), "{} has no about", sub.get_name());
+                if let Some(other) = seen.insert(about.clone(), sub.get_name().into()) {
+                    panic!("{} and {other} share their about: {about:?}", sub.get_name());
+                }
+                walk(sub, seen);
+            }
+        }
+        walk(&cli, &mut Default::default());
+    }
+}

@@ -34,6 +34,7 @@ impl Args {
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
             ephemeral: false,
+            seccomp: None,
         }
     }
 }

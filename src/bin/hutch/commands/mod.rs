@@ -21,6 +21,7 @@ use std::path::Path;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a container: set it up and leave its init waiting for `start`
     Create(create::Args),

@@ -6,6 +6,7 @@ use hutch::sandbox::profile::{self, Network};
 use hutch::sandbox::{self, Request};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Run one command in a sandbox and report how it ended (see docs/sandbox.md)
     Run(RunArgs),
@@ -61,7 +62,7 @@ pub struct ServeArgs {
     pub socket: Option<PathBuf>,
 }
 
-/// What the sandbox is, for `run` and `serve` alike.
+// What the sandbox is, for `run` and `serve` alike.
 #[derive(clap::Args)]
 pub struct SandboxArgs {
     /// Profile: a name from the profiles directory ($HUTCH_PROFILES) or a JSON file
