@@ -28,6 +28,9 @@ pub struct Config {
     pub rootfs: PathBuf,
     /// Where `spec` came from, for error messages.
     pub file: PathBuf,
+    /// The Landlock policy its annotation asks for, parsed once here: init applies it with
+    /// no parsing of its own.
+    landlock: Option<crate::landlock_policy::Policy>,
 }
 
 impl Config {
@@ -56,7 +59,8 @@ impl Config {
         if !rootfs.is_dir() {
             return Err(err("root.path", format!("{} is not a directory", rootfs.display())));
         }
-        let config = Config { spec, bundle, rootfs, file };
+        let landlock = landlock_of(&spec, &file)?;
+        let config = Config { spec, bundle, rootfs, file, landlock };
         config.validate()?;
         Ok(config)
     }
@@ -69,7 +73,7 @@ impl Config {
         let process =
             self.spec.process().as_ref().ok_or_else(|| self.err("process", "missing: nothing to run"))?;
         check_process(process, &self.file, "process")?;
-        if let Some(policy) = self.landlock()? {
+        if let Some(policy) = self.landlock() {
             let level = policy.level_here();
             if policy.mode == crate::landlock_policy::Mode::Required
                 && level != crate::landlock_policy::Level::FullyEnforced
@@ -204,14 +208,8 @@ impl Config {
     }
 
     /// The Landlock policy the annotation asks for, if any.
-    pub fn landlock(&self) -> Result<Option<crate::landlock_policy::Policy>> {
-        use crate::landlock_policy::{parse, ANNOTATION};
-        let Some(json) = self.spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION)) else {
-            return Ok(None);
-        };
-        parse(json)
-            .map(Some)
-            .map_err(|(field, msg)| self.err(format!("annotations.{ANNOTATION}{field}"), msg))
+    pub fn landlock(&self) -> Option<&crate::landlock_policy::Policy> {
+        self.landlock.as_ref()
     }
 
     pub fn process(&self) -> &oci_spec::runtime::Process {
@@ -275,6 +273,16 @@ pub fn parse(reader: impl std::io::Read) -> std::result::Result<Spec, (String, S
         let field = if path == "." { "(document)".to_string() } else { path };
         (field, e.into_inner().to_string())
     })
+}
+
+fn landlock_of(spec: &Spec, file: &Path) -> Result<Option<crate::landlock_policy::Policy>> {
+    use crate::landlock_policy::{parse, ANNOTATION};
+    let Some(json) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION)) else {
+        return Ok(None);
+    };
+    parse(json)
+        .map(Some)
+        .map_err(|(field, msg)| Error::config(file, format!("annotations.{ANNOTATION}{field}"), msg))
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ fn create_job(
         owner: owner_name(),
         cgroup: cg_path.clone(),
         annotations: config.spec.annotations().clone().unwrap_or_default(),
-        landlock: config.landlock()?.map(|p| p.level_here()),
+        landlock: config.landlock().map(|p| p.level_here()),
     };
     if let Some(level) = state.landlock {
         log::info!(

@@ -368,8 +368,8 @@ pub(crate) fn prepare_process(
 /// The last step before execve (and before a late seccomp filter, which could refuse the
 /// landlock syscalls): the container's Landlock policy, if it has one.
 fn apply_landlock(config: &Config) -> Result<(), String> {
-    let Ok(Some(policy)) = config.landlock() else { return Ok(()) };
-    crate::landlock_policy::apply(&policy)
+    let Some(policy) = config.landlock() else { return Ok(()) };
+    crate::landlock_policy::apply(policy)
         .map(drop)
         .map_err(|e| format!("annotations.{}: {e}", crate::landlock_policy::ANNOTATION))
 }
