@@ -350,6 +350,7 @@ fn run_inner(req: &Request) -> Result<Outcome> {
             .map_err(|e| Error::Io { context: "/dev/null".into(), source: e })?
             .into(),
     };
+    // The program starts as soon as its container is built: no start handshake.
     let created =
         container::create_running(&opts, &config, Some(Stdio { stdin, stdout: out_w, stderr: err_w }))?;
     let t0 = Instant::now();
