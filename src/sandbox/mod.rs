@@ -22,7 +22,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cgroups::meter::{Meter, Usage};
 use crate::config::Config;
@@ -208,51 +208,89 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
             ),
         });
     }
-    let mut v = serde_json::to_value(crate::spec::base_spec()).expect("spec serializes");
-    v["hostname"] = json!("sandbox");
-    v["root"] = json!({"path": req.rootfs, "readonly": p.readonly_root});
+    use oci_spec::runtime::{
+        LinuxCapabilities, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace, LinuxNamespaceType as Ns,
+        LinuxPids, Mount, PosixRlimitBuilder, PosixRlimitType, Process, Root, User,
+    };
+    let config_err = |field: &str, e: &dyn std::fmt::Display| Error::config(&req.profile_file, field, e);
+    // Typed throughout: a run builds its spec on the critical path of its start.
+    let mut spec = crate::spec::base_spec();
+    spec.set_hostname(Some("sandbox".into()));
+    let mut root = Root::default();
+    root.set_path(req.rootfs.clone());
+    root.set_readonly(Some(p.readonly_root));
+    spec.set_root(Some(root));
+
     let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
     env.extend(req.env.iter().cloned());
-    let caps = &p.capabilities;
-    v["process"] = json!({
-        "terminal": false,
-        "user": {"uid": 0, "gid": 0},
-        "args": req.args,
-        "env": env,
-        "cwd": req.cwd.clone().unwrap_or_else(|| "/".into()),
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": p.no_new_privileges,
-        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]
-    });
-    let mut ns = vec!["pid", "ipc", "uts", "mount", "cgroup"];
+    let caps: oci_spec::runtime::Capabilities =
+        serde_json::from_value(json!(p.capabilities)).map_err(|e| config_err("capabilities", &e))?;
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(caps.clone()));
+    capabilities.set_effective(Some(caps.clone()));
+    capabilities.set_permitted(Some(caps));
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
+    let nofile = PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .soft(1024u64)
+        .hard(1024u64)
+        .build()
+        .expect("complete rlimit");
+    let mut process = Process::default();
+    process.set_terminal(Some(false));
+    process.set_user(User::default());
+    process.set_args(Some(req.args.clone()));
+    process.set_env(Some(env));
+    process.set_cwd(req.cwd.as_deref().unwrap_or("/").into());
+    process.set_capabilities(Some(capabilities));
+    process.set_no_new_privileges(Some(p.no_new_privileges));
+    process.set_rlimits(Some(vec![nofile]));
+    spec.set_process(Some(process));
+
+    let mut types = vec![Ns::Pid, Ns::Ipc, Ns::Uts, Ns::Mount, Ns::Cgroup];
     if req.network != Network::Host {
-        ns.push("network");
+        types.push(Ns::Network);
     }
     if p.user_namespace.is_some() {
-        ns.push("user");
+        types.push(Ns::User);
     }
-    v["linux"]["namespaces"] = ns.iter().map(|t| json!({"type": t})).collect();
-    if let Some(u) = p.user_namespace {
-        let map = json!([{"containerID": 0, "hostID": u.host_id, "size": u.size}]);
-        v["linux"]["uidMappings"] = map.clone();
-        v["linux"]["gidMappings"] = map;
-    }
-    let mounts = v["mounts"].as_array_mut().expect("default mounts");
+    let namespaces = types
+        .into_iter()
+        .map(|t| {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(t);
+            ns
+        })
+        .collect();
+
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
     // A fresh cgroup mount is not allowed from a user namespace on v1; the sandbox needs none.
-    mounts.retain(|m| m["type"] != "cgroup");
+    mounts.retain(|m| m.typ().as_deref() != Some("cgroup"));
     if req.network == Network::Host {
         // No network namespace of its own: sysfs cannot be mounted fresh; bind the host's.
-        for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
-            *m = json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]});
+        for m in mounts.iter_mut().filter(|m| m.typ().as_deref() == Some("sysfs")) {
+            m.set_typ(Some("bind".into()));
+            m.set_source(Some("/sys".into()));
+            m.set_options(Some(["rbind", "ro", "nosuid", "noexec", "nodev"].map(String::from).to_vec()));
         }
     }
     if req.host_view {
         mounts.extend(view::host_view_mounts());
     }
     for t in &p.tmpfs {
-        let size = profile::parse_bytes(&t.size).map_err(|e| Error::config(&req.profile_file, "tmpfs", e))?;
-        mounts.push(json!({"destination": t.path, "type": "tmpfs", "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777", format!("size={size}")]}));
+        let size = profile::parse_bytes(&t.size).map_err(|e| config_err("tmpfs", &e))?;
+        let mut m = Mount::default();
+        m.set_destination(PathBuf::from(&t.path));
+        m.set_typ(Some("tmpfs".into()));
+        m.set_source(Some("tmpfs".into()));
+        m.set_options(Some(vec![
+            "nosuid".into(),
+            "nodev".into(),
+            "mode=1777".into(),
+            format!("size={size}"),
+        ]));
+        mounts.push(m);
     }
     // After the tmpfs mounts, so that a bind can go into /tmp.
     let binds = view::bind_mounts(p, &req.profile_file, &req.binds)?;
@@ -262,26 +300,49 @@ pub fn spec(req: &Request) -> Result<oci_spec::runtime::Spec> {
     }
     mounts.extend(binds);
     mounts.extend(device_mounts);
-    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    spec.set_mounts(Some(mounts));
+
+    let linux = spec.linux_mut().get_or_insert_with(Default::default);
+    linux.set_namespaces(Some(namespaces));
+    if let Some(u) = p.user_namespace {
+        let map = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(u.host_id)
+            .size(u.size)
+            .build()
+            .expect("complete mapping");
+        linux.set_uid_mappings(Some(vec![map]));
+        linux.set_gid_mappings(Some(vec![map]));
+    }
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    // The base spec's deny-all rule first, then the profile's devices.
+    let mut rules = resources.devices().clone().unwrap_or_default();
     rules.extend(device_rules);
-    let mut resources = json!({"devices": rules});
+    resources.set_devices(Some(rules));
     if let Some(m) = req.memory {
-        resources["memory"] = json!({"limit": m, "swap": m});
+        let m = i64::try_from(m).map_err(|_| Error::Usage(format!("--memory {m}: too large")))?;
+        let mut memory = LinuxMemory::default();
+        memory.set_limit(Some(m));
+        memory.set_swap(Some(m));
+        resources.set_memory(Some(memory));
     }
     if let Some(n) = req.pids {
-        resources["pids"] = json!({"limit": n});
+        let mut pids = LinuxPids::default();
+        pids.set_limit(n);
+        resources.set_pids(Some(pids));
     }
-    v["linux"]["resources"] = resources;
-    let mut annotations = serde_json::Map::new();
+    linux.set_resources(Some(resources));
+
+    let mut annotations = std::collections::HashMap::new();
     if let Some(l) = &p.landlock {
-        annotations.insert(crate::landlock_policy::ANNOTATION.into(), l.to_string().into());
+        annotations.insert(crate::landlock_policy::ANNOTATION.into(), l.to_string());
     }
     if req.network == Network::Loopback {
         annotations.insert(crate::network::LOOPBACK_ANNOTATION.into(), "up".into());
     }
-    annotations.insert(crate::cgroups::CONTROLLERS_ANNOTATION.into(), controllers().join(",").into());
-    v["annotations"] = Value::Object(annotations);
-    serde_json::from_value(v).map_err(|e| Error::config(&req.profile_file, "(profile)", e))
+    annotations.insert(crate::cgroups::CONTROLLERS_ANNOTATION.into(), controllers().join(","));
+    spec.set_annotations(Some(annotations));
+    Ok(spec)
 }
 
 /// The profile's seccomp filter, compiled, from a cache under the state root keyed by the

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Mount};
 
 use super::profile::Profile;
 use crate::error::{Error, Result};
@@ -76,7 +76,7 @@ pub fn host_root(state_root: &Path) -> Result<PathBuf> {
 }
 
 /// Mounts for a host view: each existing directory of HOST_VIEW bound read-only.
-pub fn host_view_mounts() -> Vec<Value> {
+pub fn host_view_mounts() -> Vec<Mount> {
     HOST_VIEW
         .iter()
         .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
@@ -84,16 +84,25 @@ pub fn host_view_mounts() -> Vec<Value> {
         .collect()
 }
 
-fn bind_mount(src: &Path, dst: &Path, readonly: bool) -> Value {
+fn bind_mount(src: &Path, dst: &Path, readonly: bool) -> Mount {
     let mut options = vec!["rbind", "nosuid", "nodev"];
     if readonly {
         options.push("ro");
     }
-    json!({"destination": dst, "type": "bind", "source": src, "options": options})
+    mount(src, dst, &options)
+}
+
+fn mount(src: &Path, dst: &Path, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(dst.into());
+    m.set_typ(Some("bind".into()));
+    m.set_source(Some(src.into()));
+    m.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    m
 }
 
 /// The profile's binds (those present) and `--bind`s, as OCI mounts.
-pub fn bind_mounts(profile: &Profile, file: &Path, binds: &[Bind]) -> Result<Vec<Value>> {
+pub fn bind_mounts(profile: &Profile, file: &Path, binds: &[Bind]) -> Result<Vec<Mount>> {
     let mut out = Vec::new();
     for (i, b) in profile.binds.iter().enumerate() {
         let matches = expand(&b.source);
@@ -126,22 +135,23 @@ pub fn bind_mounts(profile: &Profile, file: &Path, binds: &[Bind]) -> Result<Vec
 /// Creates the targets of bind `mounts` missing in `rootfs`, from the host side: inside the
 /// sandbox's user namespace a root-owned rootfs cannot be written. Paths are resolved inside
 /// the rootfs (no symbolic link leads out of it).
-pub fn make_targets(rootfs: &Path, mounts: &[Value]) -> Result<()> {
+pub fn make_targets(rootfs: &Path, mounts: &[Mount]) -> Result<()> {
     use crate::rootfs::resolve::{resolve, Create};
     let dir = std::fs::File::open(rootfs)
         .map_err(|e| Error::Io { context: format!("open {}", rootfs.display()), source: e })?;
-    for m in mounts.iter().filter(|m| m["type"] == "bind") {
-        let (Some(src), Some(dst)) = (m["source"].as_str(), m["destination"].as_str()) else { continue };
-        let create = if Path::new(src).is_dir() { Create::Dir } else { Create::File };
-        resolve(std::os::fd::AsFd::as_fd(&dir), Path::new(dst), create)
-            .map_err(|e| Error::Usage(format!("bind target {dst} in {}: {e}", rootfs.display())))?;
+    for m in mounts.iter().filter(|m| m.typ().as_deref() == Some("bind")) {
+        let (Some(src), dst) = (m.source(), m.destination()) else { continue };
+        let create = if src.is_dir() { Create::Dir } else { Create::File };
+        resolve(std::os::fd::AsFd::as_fd(&dir), dst, create).map_err(|e| {
+            Error::Usage(format!("bind target {} in {}: {e}", dst.display(), rootfs.display()))
+        })?;
     }
     Ok(())
 }
 
 /// The profile's device nodes that exist here: a bind mount each, and a device cgroup rule
 /// allowing it.
-pub fn devices(profile: &Profile, file: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
+pub fn devices(profile: &Profile, file: &Path) -> Result<(Vec<Mount>, Vec<LinuxDeviceCgroup>)> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let (mut mounts, mut rules) = (Vec::new(), Vec::new());
     for (i, d) in profile.devices.iter().enumerate() {
@@ -150,9 +160,9 @@ pub fn devices(profile: &Profile, file: &Path) -> Result<(Vec<Value>, Vec<Value>
                 Error::config(file, format!("devices[{i}].path"), format!("{}: {e}", node.display()))
             })?;
             let typ = if meta.file_type().is_char_device() {
-                "c"
+                LinuxDeviceType::C
             } else if meta.file_type().is_block_device() {
-                "b"
+                LinuxDeviceType::B
             } else {
                 return Err(Error::config(
                     file,
@@ -165,10 +175,14 @@ pub fn devices(profile: &Profile, file: &Path) -> Result<(Vec<Value>, Vec<Value>
                 None => node.clone(),
             };
             let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-            let mut m = bind_mount(&node, &dst, false);
-            m["options"] = json!(["bind", "nosuid"]);
-            mounts.push(m);
-            rules.push(json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": "rwm"}));
+            mounts.push(mount(&node, &dst, &["bind", "nosuid"]));
+            let mut rule = LinuxDeviceCgroup::default();
+            rule.set_allow(true);
+            rule.set_typ(Some(typ));
+            rule.set_major(Some(major as i64));
+            rule.set_minor(Some(minor as i64));
+            rule.set_access(Some("rwm".into()));
+            rules.push(rule);
         }
     }
     Ok((mounts, rules))
