@@ -45,6 +45,21 @@ pub struct Container {
     dir: StateDir,
 }
 
+/// A container whose lock was let go (`Container::unlock`).
+pub struct Unlocked {
+    state: State,
+    dir: crate::state::UnlockedDir,
+}
+
+impl Unlocked {
+    /// The container, locked again; `None` when another command deleted it meanwhile. Its
+    /// state is as it was at `unlock`: what another command may have changed since (pause,
+    /// resume) does not matter to a forced delete.
+    pub fn lock(self) -> Result<Option<Container>> {
+        Ok(self.dir.lock()?.map(|dir| Container { state: self.state, dir }))
+    }
+}
+
 /// What `exec` needs besides the container.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -319,6 +334,12 @@ impl Container {
         &self.state.id
     }
 
+    /// Lets the container's lock go while the caller only waits on it (a sandbox run), so that
+    /// other commands can reach it meanwhile; `Unlocked::lock` takes it back.
+    pub fn unlock(self) -> Unlocked {
+        Unlocked { state: self.state, dir: self.dir.unlock() }
+    }
+
     /// The status as it is now: a stored status, unless init is gone. We hold the lock, so a
     /// stored `Creating` is a create that died: it shows as stopped, and delete cleans it.
     pub fn status(&self) -> Status {
@@ -531,11 +552,8 @@ impl Container {
     /// Removes a container. A created or stopped one goes as is (a created init is killed, as
     /// runc does); a running one only with `force`, which kills all of its processes first.
     pub fn delete(self, force: bool) -> Result<()> {
-        let status = self.status();
-        match status {
-            Status::Stopped | Status::Created => {}
-            _ if force => {}
-            _ => return Err(self.bad_state("cannot delete a container that is not stopped (use --force)")),
+        if !force && !matches!(self.status(), Status::Stopped | Status::Created) {
+            return Err(self.bad_state("cannot delete a container that is not stopped (use --force)"));
         }
         self.destroy()
     }

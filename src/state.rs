@@ -131,18 +131,36 @@ impl StateDir {
             r => r?,
         };
         let Some(sd) = sd else { return Ok(None) };
-        // While we waited, the holder may have deleted the container, and another with the same
-        // id may have been created: the directory we locked must still be the one at the path.
-        use std::os::unix::fs::MetadataExt;
-        let locked = sd._lock.metadata().context(|| format!("stat {}", sd.dir.display()))?;
-        match fs::metadata(&sd.dir) {
-            Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => Ok(Some(sd)),
-            _ => Err(Error::NotFound(id.to_string())),
+        if sd.still_at_path() {
+            Ok(Some(sd))
+        } else {
+            Err(Error::NotFound(id.to_string()))
         }
+    }
+
+    /// Whether the directory we locked is still the one at the path: while we waited for the
+    /// lock, its holder may have deleted the container and another with the same id been made.
+    fn still_at_path(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(locked), Ok(now)) = (self._lock.metadata(), fs::metadata(&self.dir)) else { return false };
+        (now.dev(), now.ino()) == (locked.dev(), locked.ino())
+    }
+
+    /// Lets the lock go, so that other commands (state, kill, list) can reach a container that
+    /// this one only waits on; `UnlockedDir::lock` takes it back.
+    pub fn unlock(self) -> UnlockedDir {
+        let dir = self.dir;
+        // Cannot fail on a descriptor we hold locked (nix's Flock panics on drop if it does).
+        let file = self._lock.unlock().unwrap_or_else(|(_, e)| panic!("unlock {}: {e}", dir.display()));
+        UnlockedDir { dir, file }
     }
 
     fn lock(dir: PathBuf, how: FlockArg) -> Result<Option<StateDir>> {
         let f = File::open(&dir).context(|| format!("open {}", dir.display()))?;
+        Self::lock_file(dir, f, how)
+    }
+
+    fn lock_file(dir: PathBuf, f: File, how: FlockArg) -> Result<Option<StateDir>> {
         match Flock::lock(f, how) {
             Ok(lock) => Ok(Some(StateDir { dir, _lock: lock })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
@@ -206,6 +224,22 @@ impl StateDir {
     }
 }
 
+/// A container's directory whose lock was let go (`StateDir::unlock`).
+pub struct UnlockedDir {
+    dir: PathBuf,
+    /// Kept open: while it is, no other directory can take its inode number.
+    file: File,
+}
+
+impl UnlockedDir {
+    /// Takes the lock again, waiting for another command that holds it; `None` when the
+    /// container was deleted meanwhile.
+    pub fn lock(self) -> Result<Option<StateDir>> {
+        let sd = StateDir::lock_file(self.dir, self.file, FlockArg::LockExclusive)?;
+        Ok(sd.filter(StateDir::still_at_path))
+    }
+}
+
 /// Writes `content` to `path` atomically (temp file + rename), as for --pid-file.
 pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -229,4 +263,46 @@ pub fn ids(root: &Path) -> Result<Vec<String>> {
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state root of the test's own, removed whatever the test's outcome.
+    struct Root(PathBuf);
+
+    impl Drop for Root {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn root() -> Root {
+        let r = std::env::temp_dir().join(format!("hutch-state-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&r);
+        Root(r)
+    }
+
+    #[test]
+    fn an_unlocked_directory_is_locked_again_only_while_it_is_the_same_container() {
+        let guard = root();
+        let root = &guard.0;
+        let dir = StateDir::create(root, "c").unwrap();
+        let unlocked = dir.unlock();
+        // While it is let go, another command can take the lock.
+        let other = StateDir::try_open(root, "c").unwrap().expect("the lock was let go");
+        drop(other);
+        let dir = unlocked.lock().unwrap().expect("still the same container");
+
+        // Deleted meanwhile, and the id taken by a new container: not ours any more.
+        let unlocked = dir.unlock();
+        StateDir::open(root, "c").unwrap().remove().unwrap();
+        assert!(unlocked.lock().unwrap().is_none(), "a deleted container was locked again");
+        let unlocked = StateDir::create(root, "c").unwrap().unlock();
+        let newer = StateDir::open(root, "c").unwrap();
+        newer.remove().unwrap();
+        let _again = StateDir::create(root, "c").unwrap().unlock();
+        assert!(unlocked.lock().unwrap().is_none(), "another container with the same id was taken for ours");
+    }
 }

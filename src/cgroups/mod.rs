@@ -6,7 +6,7 @@
 //! pure v2 hosts, whichever `cgroups-rs` detects.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cgroups_rs::fs::freezer::FreezerController;
@@ -621,10 +621,30 @@ impl Cgroup {
         }
     }
 
+    /// The common end of a container whose processes are all gone: one rmdir per directory,
+    /// without listing members or checking what exists first (rmdir refuses a cgroup that
+    /// still has members or child cgroups, and `destroy` then takes the long way).
+    fn remove_if_empty(&self) -> bool {
+        let dirs: Vec<PathBuf> = if self.cg.v2() {
+            vec![hierarchy().root().join(&self.path)]
+        } else {
+            let v1 = self.cg.subsystems().iter().map(|s| s.to_controller().path().to_path_buf());
+            v1.chain(self.unified.iter().map(|u| u.dir.clone())).collect()
+        };
+        dirs.iter().all(|d| match std::fs::remove_dir(d) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
+    }
+
     /// Kills every member, waits until the cgroup is empty, and removes it.
     pub fn destroy(&self, timeout: Duration) -> Result<()> {
         let hybrid_part = self.unified.as_ref().filter(|_| !is_unified());
         if !self.cg.exists() && hybrid_part.is_none() {
+            return Ok(());
+        }
+        if self.remove_if_empty() {
+            self.remove_empty_parent();
             return Ok(());
         }
         let deadline = Instant::now() + timeout;

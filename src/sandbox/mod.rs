@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::cgroups::meter::{Meter, Usage};
 use crate::config::Config;
-use crate::container::{self, Container, CreateOptions};
+use crate::container::{self, CreateOptions};
 use crate::error::{Error, Result};
 use crate::process::Stdio;
 use crate::seccomp::Compiled;
@@ -426,8 +426,7 @@ fn run_inner(req: &Request) -> Result<Outcome> {
             return Err(Error::Io { context: "pidfd_open".into(), source: e });
         }
     };
-    let id_for_delete = c.id().to_string();
-    drop(c);
+    let c = c.unlock();
 
     let mut streams = [
         Stream::new(out_r, req.stdout_limit, req.passthrough.then_some(1)),
@@ -494,7 +493,9 @@ fn run_inner(req: &Request) -> Result<Outcome> {
     }
     let wall = t0.elapsed();
     let usage = meter.read();
-    let _ = Container::load(&req.root, &id_for_delete).and_then(|c| c.delete(true));
+    if let Ok(Some(c)) = c.lock() {
+        let _ = c.delete(true);
+    }
     let exit = match wait_status {
         Some(WaitStatus::Exited(_, c)) => (Some(c), None),
         Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
