@@ -40,8 +40,13 @@ impl MountKind {
     }
 }
 
-/// Whether the kernel knows the filesystem type. /proc/filesystems is read once per process.
+/// Whether the kernel knows the filesystem type. The types of every container's standard
+/// mounts are taken as known (a kernel without one fails that mount, naming it); others are
+/// looked up in /proc/filesystems, read once per process.
 fn known_filesystem(typ: &str) -> bool {
+    if matches!(typ, "proc" | "sysfs" | "tmpfs" | "devpts" | "mqueue") {
+        return true;
+    }
     static TYPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     TYPES
         .get_or_init(|| {
