@@ -286,3 +286,28 @@ fn writes_outside_the_landlock_policy_are_refused() {
         assert!(!f.rootfs().join(p).exists(), "{p} was written");
     }
 }
+
+#[test]
+fn a_rootfs_dev_symlink_cannot_redirect_a_default_device() {
+    // The rootfs brings its own /dev (no tmpfs over it) where null is a symlink to one of its
+    // files; in a user namespace the host's node is bound in. The bind covers the symlink
+    // itself: the container's /dev/null is the null device and the file is untouched.
+    let mut f =
+        attacker("stat -c '%F %t,%T' /dev/null; echo ok > /dev/null && echo wrote; cat /etc/victim; true");
+    f.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev") && m["type"] != "cgroup");
+    f.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    f.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 400000, "size": 65536}]);
+    f.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 400000, "size": 65536}]);
+    let dev = f.rootfs().join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    // The container's root owns its /dev, where the other nodes' mount points are made.
+    std::os::unix::fs::chown(&dev, Some(400000), Some(400000)).unwrap();
+    let _ = std::fs::remove_file(dev.join("null"));
+    std::os::unix::fs::symlink("/etc/victim", dev.join("null")).unwrap();
+    std::fs::write(f.rootfs().join("etc/victim"), "victim untouched\n").unwrap();
+    let out = f.run_ok();
+    assert_eq!(lines(&out), ["character special file 1,3", "wrote", "victim untouched"], "{out}");
+}

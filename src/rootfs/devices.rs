@@ -9,7 +9,7 @@ use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use nix::unistd::{fchownat, symlinkat, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use super::resolve::{proc_path, resolve, Create};
+use super::resolve::{file_in, proc_path, resolve, Create};
 
 /// The nodes every container gets (runtime-spec "Default Devices").
 const DEFAULT: [(&str, u64, u64); 6] = [
@@ -24,9 +24,14 @@ const DEFAULT: [(&str, u64, u64); 6] = [
 /// Creates the default nodes. In a user namespace mknod is not allowed, so the host's nodes are
 /// bind-mounted instead.
 pub fn create_default(rootfs: BorrowedFd<'_>, userns: bool) -> Result<(), String> {
+    let dev = match userns {
+        true => Some(resolve(rootfs, Path::new("/dev"), Create::Dir).map_err(|e| format!("/dev: {e}"))?),
+        false => None,
+    };
     for (path, major, minor) in DEFAULT {
-        if userns {
-            let fd = resolve(rootfs, Path::new(path), Create::File).map_err(|e| format!("{path}: {e}"))?;
+        if let Some(dev) = &dev {
+            let name = Path::new(path).file_name().expect("a node's name");
+            let fd = file_in(dev.as_fd(), name).map_err(|e| format!("{path}: {e}"))?;
             mount(Some(path), &proc_path(&fd), None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(|e| format!("bind {path}: {e}"))?;
         } else {

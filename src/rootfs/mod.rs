@@ -159,8 +159,16 @@ fn protect_paths(config: &Config, which: impl Fn(&str) -> bool) -> Result<(), St
             .map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): bind: {e}"))?;
         let mounted =
             existing(&root, p).ok().flatten().ok_or(format!("linux.readonlyPaths[{i}] ({p}): vanished"))?;
-        mounts::remount_bind(&proc_path(&mounted), MsFlags::MS_RDONLY | MsFlags::MS_REC, MsFlags::empty())
+        // One call where the remount takes three (it must read the flags to keep); the remount
+        // remains for kernels before 5.12.
+        if mount_setattr::apply_recursive(mounted.as_fd(), mount_setattr::MOUNT_ATTR_RDONLY, 0).is_err() {
+            mounts::remount_bind(
+                &proc_path(&mounted),
+                MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                MsFlags::empty(),
+            )
             .map_err(|e| format!("linux.readonlyPaths[{i}] ({p}): {e}"))?;
+        }
     }
     for (i, p) in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten().enumerate() {
         if !which(p) {
