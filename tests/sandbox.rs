@@ -273,6 +273,10 @@ fn profile_errors_name_the_file_and_field() {
     std::fs::write(&bad, r#"{"limits": {"memory": "lots"}}"#).unwrap();
     let err = profile_error(&f, &bad);
     assert!(err.contains("bad.json") && err.contains("limits.memory") && err.contains("lots"), "{err}");
+    // A value of the wrong type is named by its path too.
+    std::fs::write(&bad, r#"{"limits": {"pids": "many"}}"#).unwrap();
+    let err = profile_error(&f, &bad);
+    assert!(err.contains("bad.json") && err.contains("limits.pids") && err.contains("many"), "{err}");
 }
 
 /// `hutch sandbox run --result - ARGS -- CMD...`, the root chosen by ARGS.

@@ -178,11 +178,18 @@ pub fn load(name_or_file: &str) -> Result<(Profile, PathBuf)> {
     };
     let text = std::fs::read(&file)
         .map_err(|e| Error::Io { context: format!("read {}", file.display()), source: e })?;
-    let mut de = serde_json::Deserializer::from_slice(&text);
-    let profile: Profile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        Error::config(&file, if path == "." { "(document)".into() } else { path }, e.into_inner())
-    })?;
+    // The path to a bad field costs a slower deserializer: taken only when the fast one fails.
+    let profile: Profile = match serde_json::from_slice(&text) {
+        Ok(p) => p,
+        Err(fast) => {
+            let mut de = serde_json::Deserializer::from_slice(&text);
+            let (path, e) = match serde_path_to_error::deserialize::<_, Profile>(&mut de) {
+                Err(e) => (e.path().to_string(), e.into_inner()),
+                Ok(_) => (".".to_string(), fast),
+            };
+            return Err(Error::config(&file, if path == "." { "(document)".into() } else { path }, e));
+        }
+    };
     profile.check(&file)?;
     Ok((profile, file))
 }
