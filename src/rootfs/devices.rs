@@ -24,10 +24,10 @@ const DEFAULT: [(&str, u64, u64); 6] = [
 /// Creates the default nodes. In a user namespace mknod is not allowed, so the host's nodes are
 /// bind-mounted instead.
 pub fn create_default(rootfs: BorrowedFd<'_>, userns: bool) -> Result<(), String> {
-    let dev = match userns {
-        true => Some(resolve(rootfs, Path::new("/dev"), Create::Dir).map_err(|e| format!("/dev: {e}"))?),
-        false => None,
-    };
+    let dev = userns
+        .then(|| resolve(rootfs, Path::new("/dev"), Create::Dir))
+        .transpose()
+        .map_err(|e| format!("/dev: {e}"))?;
     for (path, major, minor) in DEFAULT {
         if let Some(dev) = &dev {
             let name = Path::new(path).file_name().expect("a node's name");
